@@ -1,0 +1,130 @@
+"""``CalcinosisDataModule``: train/val/test loaders from COCO files, plus a predict loader over a folder.
+
+Configured from YAML (``configs/*.yaml``, section ``data:``). With only ``train_json`` given, the
+validation set is split off by patient (``data.coco.patient_split``), so no patient is on both sides.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from data.coco import CocoIndex, load_coco, patient_split
+from data.dataset import FolderDataset, RadiographDataset, detection_collate
+from data.folders import find_radiographs, relative_name
+from data.transforms import build_transforms
+
+
+class CalcinosisDataModule(pl.LightningDataModule):
+    """Loaders for calcinosis detection.
+
+    Args:
+        train_json, val_json, test_json: COCO annotation files (image paths relative to each file's
+            folder unless ``image_root`` is given).
+        image_root: folder the COCO ``file_name``s are relative to (default: the JSON's folder).
+        predict_dir: a folder (searched recursively) or a single file for ``predict``.
+        val_fraction: share of images split off for validation when ``val_json`` is not given.
+        image_size: longest side of the model input; images are resized to it once and cached.
+        augment: training augmentation preset (``train``, ``light``, ``none``; see ``data.transforms``).
+        batch_size: images per batch, per device.
+        num_workers: DataLoader worker processes per device (-1: one per CPU core, up to 8).
+        pin_memory: page-locked host memory for faster host-to-GPU copies (None: when CUDA is present).
+        seed: seed of the patient split.
+    """
+
+    def __init__(
+        self,
+        train_json: str | None = None,
+        val_json: str | None = None,
+        test_json: str | None = None,
+        image_root: str | None = None,
+        predict_dir: str | None = None,
+        val_fraction: float = 0.2,
+        image_size: int = 384,
+        augment: str = "train",
+        batch_size: int = 8,
+        num_workers: int = 2,
+        pin_memory: bool | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.train_json, self.val_json, self.test_json = train_json, val_json, test_json
+        self.image_root = image_root
+        self.predict_dir = predict_dir
+        self.val_fraction = val_fraction
+        self.image_size = image_size
+        self.augment = augment
+        self.batch_size = batch_size
+        self.num_workers = min(os.cpu_count() or 1, 8) if num_workers < 0 else num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.seed = seed
+        self.datasets: dict[str, RadiographDataset | FolderDataset] = {}
+        self.indexes: dict[str, CocoIndex] = {}
+
+    def _index(self, path: str) -> CocoIndex:
+        return load_coco(path, self.image_root)
+
+    def _coco_dataset(self, index: CocoIndex, preset: str) -> RadiographDataset:
+        return RadiographDataset(index.images, self.image_size, build_transforms(preset, self.image_size),
+                                 preload_threads=max(1, min(os.cpu_count() or 1, 8)))
+
+    def setup(self, stage: str) -> None:
+        if stage in ("fit", "validate") and "val" not in self.datasets:
+            if self.train_json is None and self.val_json is None:
+                raise ValueError("data.train_json (or data.val_json for validate) is required")
+            if self.val_json is not None:
+                self.indexes["val"] = self._index(self.val_json)
+                if self.train_json is not None and stage == "fit":
+                    self.indexes["train"] = self._index(self.train_json)
+            else:
+                self.indexes["train"], self.indexes["val"] = patient_split(
+                    self._index(self.train_json), self.val_fraction, self.seed
+                )
+            if stage == "fit":
+                self.datasets["train"] = self._coco_dataset(self.indexes["train"], self.augment)
+            self.datasets["val"] = self._coco_dataset(self.indexes["val"], "eval")
+        if stage == "test" and "test" not in self.datasets:
+            if self.test_json is None:
+                raise ValueError("data.test_json is required for test")
+            self.indexes["test"] = self._index(self.test_json)
+            self.datasets["test"] = self._coco_dataset(self.indexes["test"], "eval")
+        if stage == "predict" and "predict" not in self.datasets:
+            if self.predict_dir is None:
+                raise ValueError("data.predict_dir is required for predict")
+            root = Path(self.predict_dir)
+            files = find_radiographs(root)
+            self.datasets["predict"] = FolderDataset(files, [relative_name(f, root) for f in files], self.image_size)
+
+    @property
+    def class_names(self) -> list[str]:
+        index = next(iter(self.indexes.values()), None)
+        return index.class_names if index is not None else ["calcinosis"]
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            collate_fn=detection_collate,
+            persistent_workers=self.num_workers > 0 and split == "train",
+            drop_last=shuffle and len(self.datasets[split]) > self.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", shuffle=False)

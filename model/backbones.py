@@ -1,0 +1,84 @@
+"""A compact residual backbone with a feature pyramid, sized for training on a CPU.
+
+The torchvision detectors' ResNet-50 and MobileNetV3 backbones are built for ImageNet-pretrained
+transfer at 800+ px. Trained from scratch at ~384 px on two CPU cores they are too slow to learn
+anything in minutes (MobileNetV3's depthwise convolutions are especially slow on CPU). Cloud-like
+calcified masses are textured blobs that a small stack of plain 3x3 residual blocks separates well,
+so ``TinyResNetFPN`` uses dense convolutions, few channels and three pyramid levels (strides 8-32).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import FeaturePyramidNetwork
+
+
+def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a residual connection (ResNet's basic block)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = _conv_bn_relu(c_in, c_out, stride)
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out)
+        )
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and c_in == c_out
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+        )
+        # Zero-init the last BN so each block starts as identity: faster, steadier training from scratch.
+        nn.init.zeros_(self.conv2[1].weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
+
+
+class TinyResNetFPN(nn.Module):
+    """Residual backbone (strides 4..32) plus FPN; returns {"p3", "p4", "p5"} at strides 8, 16, 32.
+
+    Args:
+        widths: channels of the stem and of the four stages (strides 4, 8, 16, 32).
+        depths: residual blocks per stage.
+        out_channels: FPN channels, shared by every pyramid level (``self.out_channels``).
+        in_channels: image channels (3: grey radiographs are repeated, as for pretrained networks).
+    """
+
+    def __init__(
+        self,
+        widths: tuple[int, int, int, int, int] = (16, 32, 64, 96, 128),
+        depths: tuple[int, int, int, int] = (1, 2, 2, 1),
+        out_channels: int = 64,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(_conv_bn_relu(in_channels, widths[0], 2), _conv_bn_relu(widths[0], widths[0]))
+        stages = []
+        for i, depth in enumerate(depths):
+            c_in, c_out = widths[i], widths[i + 1]
+            blocks = [BasicBlock(c_in, c_out, stride=2)]
+            blocks += [BasicBlock(c_out, c_out) for _ in range(depth - 1)]
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.ModuleList(stages)
+        self.fpn = FeaturePyramidNetwork(list(widths[2:]), out_channels)
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
+        x = self.stem(x)
+        feats = OrderedDict()
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i >= 1:  # stages 1..3 are strides 8, 16, 32
+                feats[f"p{i + 2}"] = x
+        return self.fpn(feats)

@@ -1,0 +1,188 @@
+"""``build_detector``: torchvision detectors with a box head for calcidet's classes.
+
+    >>> model = build_detector(arch="fcos_tiny", num_classes=2, min_size=384, max_size=384)
+    >>> model = build_detector(arch="fasterrcnn_resnet50_fpn_v2", weights="DEFAULT")  # COCO weights
+
+As in torchvision, arguments are keyword-only and ``num_classes`` counts the background (one lesion
+class -> 2). Pretrained weights come from a torchvision enum or a local file (see ``model.weights``);
+the COCO box head is then replaced by a fresh one for our classes.
+
+Images go in as torchvision expects them (a list of float tensors in 0..1) but may be single-channel:
+``RadiographDetector`` repeats grey into three channels, which is how a grey film is fed to an
+RGB-pretrained network (ImageNet normalisation is then applied per channel by torchvision).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights, WeightsEnum
+from torchvision.models.detection import (
+    FCOS,
+    FCOS_ResNet50_FPN_Weights,
+    FasterRCNN_MobileNet_V3_Large_FPN_Weights,
+    FasterRCNN_ResNet50_FPN_V2_Weights,
+    RetinaNet_ResNet50_FPN_V2_Weights,
+    fasterrcnn_mobilenet_v3_large_fpn,
+    fasterrcnn_resnet50_fpn_v2,
+    fcos_resnet50_fpn,
+    retinanet_resnet50_fpn_v2,
+)
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+
+from model.backbones import TinyResNetFPN
+from model.weights import WeightsUnavailableError, ensure_available, resolve_weights, weights_file_as_cache
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    builder: Callable[..., nn.Module]
+    weights: type[WeightsEnum] | None
+    weights_backbone: type[WeightsEnum] | None
+    family: str  # "rcnn" | "dense" (RetinaNet/FCOS): decides head replacement and kwarg names
+
+
+def _fcos_tiny(*, num_classes: int, **kwargs: Any) -> FCOS:
+    """FCOS on ``TinyResNetFPN``: anchor-free, suits round blobs, trains from scratch on a CPU."""
+    kwargs.pop("weights", None), kwargs.pop("weights_backbone", None), kwargs.pop("progress", None)
+    kwargs.pop("trainable_backbone_layers", None)
+    backbone = TinyResNetFPN()
+    # One "anchor" per location whose size is the level's stride: FCOS uses it only to assign boxes
+    # to pyramid levels (max side distance in [4, 8] x size), so strides 8/16/32 cover 0-inf px.
+    anchors = AnchorGenerator(sizes=((8,), (16,), (32,)), aspect_ratios=((1.0,),) * 3)
+    kwargs.setdefault("image_mean", [0.5, 0.5, 0.5])
+    kwargs.setdefault("image_std", [0.25, 0.25, 0.25])
+    model = FCOS(backbone, num_classes=num_classes, anchor_generator=anchors, **kwargs)
+    # Two head convolutions instead of four: the head dominates FLOPs at 64 channels on three levels.
+    for branch in (model.head.classification_head, model.head.regression_head):
+        branch.conv = branch.conv[:6]
+    return model
+
+
+ARCHS: dict[str, ArchSpec] = {
+    "fcos_tiny": ArchSpec(_fcos_tiny, None, None, "dense"),
+    "fasterrcnn_mobilenet_v3_large_fpn": ArchSpec(
+        fasterrcnn_mobilenet_v3_large_fpn, FasterRCNN_MobileNet_V3_Large_FPN_Weights, MobileNet_V3_Large_Weights, "rcnn"
+    ),
+    "fasterrcnn_resnet50_fpn_v2": ArchSpec(
+        fasterrcnn_resnet50_fpn_v2, FasterRCNN_ResNet50_FPN_V2_Weights, ResNet50_Weights, "rcnn"
+    ),
+    "retinanet_resnet50_fpn_v2": ArchSpec(
+        retinanet_resnet50_fpn_v2, RetinaNet_ResNet50_FPN_V2_Weights, ResNet50_Weights, "dense"
+    ),
+    "fcos_resnet50_fpn": ArchSpec(fcos_resnet50_fpn, FCOS_ResNet50_FPN_Weights, ResNet50_Weights, "dense"),
+}
+
+
+class RadiographDetector(nn.Module):
+    """A torchvision detector that also takes single-channel images (repeated to RGB)."""
+
+    def __init__(self, net: nn.Module, arch: str) -> None:
+        super().__init__()
+        self.net = net
+        self.arch = arch
+
+    def forward(
+        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        rgb = [img.unsqueeze(0).expand(3, -1, -1) if img.ndim == 2 else img.expand(3, -1, -1) for img in images]
+        out = self.net(rgb, targets)
+        if self.training:
+            return out
+        # RetinaNet/FCOS score every class slot with a sigmoid, background (0) included: drop it.
+        return [{k: v[d["labels"] > 0] for k, v in d.items()} for d in out]
+
+
+def _replace_box_head(net: nn.Module, family: str, num_classes: int) -> None:
+    """Swap the pretrained (COCO, 91-class) classifier for a fresh one with ``num_classes``."""
+    if family == "rcnn":
+        in_features = net.roi_heads.box_predictor.cls_score.in_features
+        net.roi_heads.box_predictor = FastRCNNPredictor(in_features, num_classes)
+        return
+    head = net.head.classification_head
+    old = head.cls_logits
+    num_anchors = old.out_channels // head.num_classes
+    new = nn.Conv2d(old.in_channels, num_anchors * num_classes, kernel_size=3, padding=1)
+    # Focal-loss prior (as RetinaNet/FCOS initialise): start predicting ~1% foreground.
+    nn.init.normal_(new.weight, std=0.01)
+    nn.init.constant_(new.bias, -math.log((1 - 0.01) / 0.01))
+    head.cls_logits = new
+    head.num_classes = num_classes
+
+
+def build_detector(
+    *,
+    arch: str = "fcos_tiny",
+    num_classes: int = 2,
+    weights: str | WeightsEnum | None = None,
+    weights_backbone: str | WeightsEnum | None = None,
+    min_size: int = 384,
+    max_size: int = 384,
+    trainable_backbone_layers: int | None = None,
+    score_thresh: float = 0.05,
+    nms_thresh: float | None = None,
+    detections_per_img: int = 100,
+    allow_download: bool = False,
+) -> RadiographDetector:
+    """Build a detector for radiographs.
+
+    Args:
+        arch: one of ``ARCHS`` (``fcos_tiny``, ``fasterrcnn_mobilenet_v3_large_fpn``,
+            ``fasterrcnn_resnet50_fpn_v2``, ``retinanet_resnet50_fpn_v2``, ``fcos_resnet50_fpn``).
+        num_classes: classes including the background (one lesion class -> 2).
+        weights: detection weights: None, an enum name (``"DEFAULT"``, ``"COCO_V1"``) or a local file.
+        weights_backbone: ImageNet backbone weights, same forms; ignored when ``weights`` is set.
+        min_size, max_size: torchvision's internal resize (shorter side to ``min_size``, longer side
+            at most ``max_size``); boxes come back in the input image's pixels either way.
+        trainable_backbone_layers: 0-5 (torchvision's meaning) when starting from pretrained weights.
+        score_thresh, nms_thresh, detections_per_img: post-processing of the detector.
+        allow_download: fetch missing pretrained weights from the internet (off: a clear error instead).
+
+    Returns:
+        A ``RadiographDetector`` (``nn.Module``) wrapping the torchvision model.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHS)}")
+    spec = ARCHS[arch]
+    if spec.weights is None and (weights is not None or weights_backbone is not None):
+        raise WeightsUnavailableError(f"{arch} is trained from scratch: it has no pretrained weights")
+    w = resolve_weights(weights, spec.weights) if spec.weights else None
+    wb = resolve_weights(weights_backbone, spec.weights_backbone) if spec.weights_backbone and w is None else None
+
+    post = {"score_thresh": score_thresh, "detections_per_img": detections_per_img}
+    if nms_thresh is not None:
+        post["nms_thresh"] = nms_thresh
+    if spec.family == "rcnn":  # Faster R-CNN names its post-processing arguments box_*
+        post = {f"box_{k}": v for k, v in post.items()}
+    kwargs: dict[str, Any] = dict(min_size=min_size, max_size=max_size, **post)
+    if trainable_backbone_layers is not None:
+        kwargs["trainable_backbone_layers"] = trainable_backbone_layers
+
+    for enum_or_path in (w, wb):
+        if isinstance(enum_or_path, WeightsEnum):
+            ensure_available(enum_or_path, allow_download)
+    if isinstance(wb, Path):  # torchvision loads backbone weights only through its enums
+        raise ValueError("weights_backbone takes an enum name; pass a local file of the whole detector as weights")
+    kwargs["weights_backbone"] = wb  # None too: some builders default to downloading ImageNet weights
+
+    if w is None:
+        net = spec.builder(weights=None, num_classes=num_classes, **kwargs)
+    else:
+        enum = w if isinstance(w, WeightsEnum) else spec.weights.DEFAULT  # type: ignore[union-attr]
+        try:
+            if isinstance(w, WeightsEnum):
+                net = spec.builder(weights=enum, progress=False, **kwargs)
+            else:
+                with weights_file_as_cache(w, enum):
+                    net = spec.builder(weights=enum, progress=False, **kwargs)
+        except RuntimeError as exc:  # state dict of another architecture
+            raise WeightsUnavailableError(f"weights {w} do not fit {arch}: {exc}") from exc
+        _replace_box_head(net, spec.family, num_classes)
+    return RadiographDetector(net, arch)

@@ -1,0 +1,164 @@
+"""Detection metrics shared by validation, test and ``calcidet evaluate``.
+
+- COCO AP (IoU 0.50:0.95) and AP50, computed by pycocotools' COCOeval (not a hand-written AP).
+- Lesion-level FROC: sensitivity at 1/8, 1/4, 1/2, 1, 2, 4, 8 false positives per image, counted
+  over *all* images, negatives included; CPM is their mean. A detection hits a lesion when their IoU
+  is at least ``hit_iou`` (0.3 by default: cloud-like masses have fuzzy edges, so a loose box around
+  the right mass is a correct finding); each lesion is found once, and further detections of an
+  already-found lesion are neither hits nor false positives (the LUNA16 convention).
+- Image-level AUROC: an image's score is its highest detection score (0 without detections); it is
+  positive when it holds at least one lesion.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torchmetrics.functional.classification import binary_auroc
+from torchvision.ops import box_iou
+
+FROC_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass
+class ImageResult:
+    """Ground truth and detections of one image, boxes xyxy in the same pixels."""
+
+    image_id: int
+    gt_boxes: np.ndarray  # float [G, 4]
+    boxes: np.ndarray  # float [D, 4]
+    scores: np.ndarray  # float [D]
+    gt_labels: np.ndarray | None = None  # int [G]; None = all 1
+    labels: np.ndarray | None = None  # int [D]; None = all 1
+
+
+@dataclass
+class FrocCurve:
+    fp_per_image: np.ndarray  # increasing, one point per distinct score threshold
+    sensitivity: np.ndarray
+    thresholds: np.ndarray  # score at each point
+    num_lesions: int
+    num_images: int
+    at_rates: dict[float, float] = field(default_factory=dict)
+
+    @property
+    def cpm(self) -> float:
+        return float(np.mean(list(self.at_rates.values()))) if self.at_rates else math.nan
+
+
+def _hits(result: ImageResult, hit_iou: float) -> tuple[np.ndarray, np.ndarray]:
+    """Label each detection: 1 = finds a new lesion, 0 = false positive, -1 = duplicate (ignored)."""
+    order = np.argsort(-result.scores, kind="stable")
+    kind = np.zeros(len(order), dtype=np.int8)
+    if len(result.gt_boxes) and len(order):
+        iou = box_iou(torch.as_tensor(result.boxes[order], dtype=torch.float32),
+                      torch.as_tensor(result.gt_boxes, dtype=torch.float32)).numpy()
+        found = np.zeros(len(result.gt_boxes), dtype=bool)
+        for i, row in enumerate(iou):
+            candidates = np.where(row >= hit_iou)[0]
+            if len(candidates) == 0:
+                continue
+            fresh = candidates[~found[candidates]]
+            if len(fresh):  # the best-overlapping lesion not found yet
+                j = fresh[np.argmax(row[fresh])]
+                found[j] = True
+                kind[i] = 1
+            else:
+                kind[i] = -1
+    return result.scores[order], kind
+
+
+def froc_curve(results: list[ImageResult], hit_iou: float = 0.3, rates: tuple[float, ...] = FROC_RATES) -> FrocCurve:
+    """Lesion-level FROC over ``results`` (all images, negatives included)."""
+    scores, kinds = [], []
+    for r in results:
+        s, k = _hits(r, hit_iou)
+        scores.append(s)
+        kinds.append(k)
+    scores_all = np.concatenate(scores) if scores else np.zeros(0)
+    kinds_all = np.concatenate(kinds) if kinds else np.zeros(0, dtype=np.int8)
+    keep = kinds_all >= 0
+    scores_all, kinds_all = scores_all[keep], kinds_all[keep]
+    order = np.argsort(-scores_all, kind="stable")
+    scores_all, kinds_all = scores_all[order], kinds_all[order]
+    num_lesions = int(sum(len(r.gt_boxes) for r in results))
+    num_images = max(len(results), 1)
+    tp = np.cumsum(kinds_all == 1)
+    fp = np.cumsum(kinds_all == 0)
+    # Keep the last point of each run of equal scores: a threshold admits all of them or none.
+    last = np.r_[scores_all[1:] != scores_all[:-1], True] if len(scores_all) else np.zeros(0, bool)
+    fppi = np.r_[0.0, fp[last] / num_images]
+    sens = np.r_[0.0, tp[last] / max(num_lesions, 1)]
+    thresholds = np.r_[np.inf, scores_all[last]]
+    curve = FrocCurve(fppi, sens, thresholds, num_lesions, len(results))
+    for rate in rates:
+        ok = fppi <= rate + 1e-12
+        curve.at_rates[rate] = float(sens[ok].max()) if num_lesions else math.nan
+    return curve
+
+
+def threshold_at_fp_rate(curve: FrocCurve, rate: float) -> float:
+    """The lowest score threshold whose false positives per image stay within ``rate``."""
+    ok = np.where(curve.fp_per_image <= rate + 1e-12)[0]
+    thr = float(curve.thresholds[ok[-1]])
+    return thr if math.isfinite(thr) else 1.0
+
+
+def image_auroc(results: list[ImageResult]) -> float:
+    """AUROC of the highest detection score per image for 'has at least one lesion'."""
+    labels = torch.tensor([len(r.gt_boxes) > 0 for r in results], dtype=torch.long)
+    if labels.numel() == 0 or labels.min() == labels.max():
+        return math.nan  # undefined with one class only
+    scores = torch.tensor([float(r.scores.max()) if len(r.scores) else 0.0 for r in results])
+    return float(binary_auroc(scores, labels))
+
+
+def coco_ap(results: list[ImageResult]) -> dict[str, float]:
+    """COCO AP@[.5:.95] and AP50 by pycocotools (NaN when there is no ground-truth box)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    images, anns, dets = [], [], []
+    for r in results:
+        images.append({"id": int(r.image_id), "width": 1, "height": 1})
+        gl = r.gt_labels if r.gt_labels is not None else np.ones(len(r.gt_boxes), dtype=int)
+        for box, label in zip(r.gt_boxes, gl):
+            x1, y1, x2, y2 = map(float, box)
+            anns.append({"id": len(anns) + 1, "image_id": int(r.image_id), "category_id": int(label),
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+        dl = r.labels if r.labels is not None else np.ones(len(r.boxes), dtype=int)
+        for box, score, label in zip(r.boxes, r.scores, dl):
+            x1, y1, x2, y2 = map(float, box)
+            dets.append({"image_id": int(r.image_id), "category_id": int(label),
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
+    if not anns:
+        return {"map": math.nan, "map_50": math.nan}
+    cat_ids = sorted({a["category_id"] for a in anns} | {d["category_id"] for d in dets})
+    gt = COCO()
+    gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": c} for c in cat_ids]}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress chatter
+        gt.createIndex()
+        if not dets:
+            return {"map": 0.0, "map_50": 0.0}
+        dt = gt.loadRes(dets)
+        ev = COCOeval(gt, dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {"map": float(max(ev.stats[0], 0.0)), "map_50": float(max(ev.stats[1], 0.0))}
+
+
+def detection_metrics(results: list[ImageResult], hit_iou: float = 0.3) -> dict[str, float]:
+    """Every headline metric in one flat dict, keys as logged (``map_50``, ``froc_cpm``, ...)."""
+    out = coco_ap(results)
+    curve = froc_curve(results, hit_iou)
+    for rate, sens in curve.at_rates.items():
+        out[f"froc_sens@{rate:g}fp"] = sens
+    out["froc_cpm"] = curve.cpm
+    out["auroc"] = image_auroc(results)
+    return out

@@ -1,0 +1,254 @@
+"""``CalcinosisDetector``: the LightningModule that fine-tunes a torchvision detector on radiographs.
+
+    calcidet fit --config configs/demo.yaml
+
+Training logs each torchvision loss under ``train/``; validation and test compute COCO AP/AP50,
+lesion-level FROC (sensitivity at 1/8..8 FP per image, CPM) and image-level AUROC with
+``model.metrics`` (the same code ``calcidet evaluate`` uses), logged as ``val/map_50``,
+``val/froc_cpm``, ... The validation FROC also sets the checkpoint's operating threshold: the score at
+which the detector makes ``operating_fp_per_image`` false positives per image, which ``calcidet
+detect`` uses unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from data.contract import scale_boxes
+from model.builder import build_detector
+from model.metrics import ImageResult, detection_metrics, froc_curve, threshold_at_fp_rate
+
+
+class CalcinosisDetector(pl.LightningModule):
+    """Detector of periarticular calcinosis.
+
+    Args:
+        arch, weights, weights_backbone, trainable_backbone_layers, allow_download: see
+            ``model.builder.build_detector``.
+        class_names: lesion classes (label k is ``class_names[k - 1]``).
+        image_size: longest image side fed to the network (the data module resizes to it).
+        optimizer: ``adamw`` or ``sgd``.
+        lr, weight_decay, momentum: optimiser settings (momentum for SGD only).
+        scheduler: ``cosine`` (linear warm-up, then cosine decay to ``lr * min_lr_ratio``), ``step``
+            (warm-up, then multiply by ``step_gamma`` at each fraction of training in
+            ``step_milestones``) or ``constant`` (warm-up only).
+        warmup_steps: optimiser steps of linear warm-up from ``lr * 0.01``.
+        ema_decay: keep an exponential moving average of the weights (e.g. 0.999) and evaluate,
+            predict and export with it; None turns it off.
+        init_from: a calcidet checkpoint whose weights start this run (fine-tuning, e.g. synthetic
+            pretraining then a hospital's own cases); the optimiser starts fresh.
+        freeze_backbone: keep backbone weights (and its BatchNorm statistics) fixed.
+        score_thresh: lowest score the network reports (metrics sweep everything above it).
+        operating_fp_per_image: FP rate on validation that defines the operating threshold.
+        hit_iou: IoU at which a detection finds a lesion for FROC.
+    """
+
+    def __init__(
+        self,
+        arch: str = "fcos_tiny",
+        class_names: list[str] | None = None,
+        weights: str | None = None,
+        weights_backbone: str | None = None,
+        trainable_backbone_layers: int | None = None,
+        allow_download: bool = False,
+        image_size: int = 384,
+        optimizer: str = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        momentum: float = 0.9,
+        scheduler: str = "cosine",
+        warmup_steps: int = 100,
+        min_lr_ratio: float = 0.01,
+        step_milestones: tuple[float, ...] = (0.7, 0.9),
+        step_gamma: float = 0.1,
+        ema_decay: float | None = None,
+        init_from: str | None = None,
+        freeze_backbone: bool = False,
+        score_thresh: float = 0.05,
+        operating_fp_per_image: float = 0.25,
+        hit_iou: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.class_names = list(class_names or ["calcinosis"])
+        self.model = build_detector(
+            arch=arch, num_classes=len(self.class_names) + 1, weights=weights, weights_backbone=weights_backbone,
+            min_size=image_size, max_size=image_size, trainable_backbone_layers=trainable_backbone_layers,
+            score_thresh=score_thresh, allow_download=allow_download,
+        )
+        if init_from:
+            self._load_init_weights(init_from)
+        if freeze_backbone:
+            self.model.net.backbone.requires_grad_(False)
+        self.ema = (
+            AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            if ema_decay else None
+        )
+        self.operating_threshold: float | None = None
+        self._results: list[ImageResult] = []
+
+    # --- weights -------------------------------------------------------------------------------
+    def _load_init_weights(self, path: str) -> None:
+        from model.checkpoint import load_checkpoint, model_state_dict
+
+        state = model_state_dict(load_checkpoint(path))
+        own = self.model.state_dict()
+        fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        if not fitting:
+            raise ValueError(f"init_from={path}: no weights fit arch {self.hparams.arch!r}")
+        self.model.load_state_dict(fitting, strict=False)
+        skipped = sorted(set(own) - set(fitting))
+        if skipped:
+            print(f"init_from {path}: {len(fitting)} tensors loaded, {len(skipped)} kept fresh "
+                  f"(e.g. {skipped[:3]})")
+
+    @property
+    def inference_model(self) -> nn.Module:
+        """The weights used for evaluation and prediction: the EMA copy when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def train(self, mode: bool = True) -> CalcinosisDetector:
+        super().train(mode)
+        if mode and self.hparams.freeze_backbone:
+            self.model.net.backbone.eval()  # frozen means BatchNorm statistics too
+        return self
+
+    # --- training ------------------------------------------------------------------------------
+    def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+        return self.inference_model(images)
+
+    def training_step(self, batch: tuple[list[Tensor], list[dict]], batch_idx: int) -> Tensor:
+        images, targets = batch
+        losses = self.model(images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets])
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            ids = [int(t["image_id"]) for t in targets]
+            parts = {k: float(v) for k, v in losses.items()}
+            raise FloatingPointError(
+                f"non-finite training loss at step {self.global_step} (epoch {self.current_epoch}, "
+                f"batch {batch_idx}, image ids {ids}): {parts}. Lower the learning rate or enable "
+                f"gradient clipping (trainer.gradient_clip_val)."
+            )
+        bs = len(images)
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, batch_size=bs)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+
+    # --- evaluation ----------------------------------------------------------------------------
+    def _eval_step(self, batch: tuple[list[Tensor], list[dict]]) -> None:
+        images, targets = batch
+        for det, tgt in zip(self.inference_model(images), targets):
+            self._results.append(ImageResult(
+                image_id=int(tgt["image_id"]),
+                gt_boxes=tgt["boxes"].cpu().numpy(), gt_labels=tgt["labels"].cpu().numpy(),
+                boxes=det["boxes"].float().cpu().numpy(), scores=det["scores"].float().cpu().numpy(),
+                labels=det["labels"].cpu().numpy(),
+            ))
+
+    def validation_step(self, batch: tuple[list[Tensor], list[dict]], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def test_step(self, batch: tuple[list[Tensor], list[dict]], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def _gather_results(self) -> list[ImageResult]:
+        results, self._results = self._results, []
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            parts: list[list[ImageResult] | None] = [None] * dist.get_world_size()
+            dist.all_gather_object(parts, results)
+            # The distributed sampler pads with repeats so every rank gets as many: drop them.
+            unique = {r.image_id: r for part in parts for r in (part or [])}
+            results = [unique[k] for k in sorted(unique)]
+        return results
+
+    def _log_metrics(self, prefix: str) -> dict[str, float]:
+        results = self._gather_results()
+        metrics = detection_metrics(results, self.hparams.hit_iou)
+        # NaN (e.g. AUROC with one class only) would break "best checkpoint" comparisons.
+        clean = {f"{prefix}/{k}": (v if math.isfinite(v) else 0.0) for k, v in metrics.items()}
+        self.log_dict(clean, sync_dist=False, rank_zero_only=False)
+        if prefix == "val" and not self.trainer.sanity_checking:
+            curve = froc_curve(results, self.hparams.hit_iou)
+            self.operating_threshold = threshold_at_fp_rate(curve, self.hparams.operating_fp_per_image)
+            self.log("val/operating_threshold", self.operating_threshold)
+        return clean
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    # --- prediction ----------------------------------------------------------------------------
+    def predict_step(self, batch: tuple[list[Tensor], list[dict]], batch_idx: int) -> list[dict[str, Any]]:
+        images, metas = batch
+        ok = [i for i, m in enumerate(metas) if m["error"] is None]
+        dets = self.inference_model([images[i] for i in ok]) if ok else []
+        out = [dict(meta, boxes=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32),
+                    labels=np.zeros(0, np.int64)) for meta in metas]
+        for i, det in zip(ok, dets):
+            size = tuple(images[i].shape[-2:])
+            boxes = scale_boxes(det["boxes"].float(), size, tuple(metas[i]["original_size"]))
+            out[i].update(boxes=boxes.cpu().numpy(), scores=det["scores"].float().cpu().numpy(),
+                          labels=det["labels"].cpu().numpy())
+        return out
+
+    # --- optimisation --------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:  # norms and biases are not weight-decayed
+                (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if hp.optimizer == "adamw":
+            opt = torch.optim.AdamW(groups, lr=hp.lr)
+        elif hp.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=True)
+        else:
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', not {hp.optimizer!r}")
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=self._lr_factor(total))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _lr_factor(self, total: int):
+        hp = self.hparams
+        if hp.scheduler not in ("cosine", "step", "constant"):
+            raise ValueError(f"scheduler must be cosine, step or constant, not {hp.scheduler!r}")
+        warmup = min(hp.warmup_steps, total // 2)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return 0.01 + 0.99 * step / warmup
+            if hp.scheduler == "cosine":
+                t = (step - warmup) / max(total - warmup, 1)
+                return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+            if hp.scheduler == "step":
+                return hp.step_gamma ** sum(step >= m * total for m in hp.step_milestones)
+            return 1.0
+
+        return factor
+
+    # --- checkpoint metadata -------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["calcidet"] = {
+            "operating_threshold": self.operating_threshold,
+            "class_names": self.class_names,
+            "image_size": self.hparams.image_size,
+            "arch": self.hparams.arch,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.operating_threshold = checkpoint.get("calcidet", {}).get("operating_threshold")

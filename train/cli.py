@@ -1,0 +1,87 @@
+"""The ``calcidet`` command.
+
+    calcidet synth    --out DIR --n N --seed S            # synthetic films with calcinosis (COCO)
+    calcidet fit      --config configs/demo.yaml          # train (LightningCLI)
+    calcidet validate --config configs/demo.yaml --ckpt_path CKPT
+    calcidet test     --config configs/demo.yaml --ckpt_path CKPT
+    calcidet detect   INPUT... --checkpoint CKPT --output DIR
+    calcidet evaluate --gt annotations.json --pred DIR/detections.csv --out REPORT_DIR
+
+fit/validate/test are LightningCLI subcommands: configs layer with repeated ``--config`` (last wins)
+and any value can be overridden on the command line (``--trainer.max_epochs 3``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations otherwise calls the network
+
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint  # noqa: E402
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI  # noqa: E402
+
+from data.datamodule import CalcinosisDataModule  # noqa: E402
+from model.module import CalcinosisDetector  # noqa: E402
+
+TOOLS = ("synth", "detect", "evaluate")
+
+
+def _default_loggers() -> list[dict]:
+    loggers = [{"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": "runs"}}]
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return loggers
+    loggers.append({"class_path": "pytorch_lightning.loggers.TensorBoardLogger", "init_args": {"save_dir": "runs"}})
+    return loggers
+
+
+class CalcidetCLI(LightningCLI):
+    """LightningCLI with calcidet's checkpointing and the data/model settings tied together."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # Always keep the best checkpoint by a validation metric and the last one (for resuming).
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            "checkpoint.monitor": "val/froc_cpm",
+            "checkpoint.mode": "max",
+            "checkpoint.save_last": True,
+            "checkpoint.filename": "best-{epoch:03d}-{step:06d}",
+            "checkpoint.auto_insert_metric_name": False,
+        })
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.set_defaults({"lr_monitor.logging_interval": "step"})
+        # One image size for the data pipeline and the network's internal resize.
+        parser.link_arguments("data.image_size", "model.image_size")
+
+
+def cli_main(args: list[str] | None = None, run: bool = True) -> CalcidetCLI:
+    """Run LightningCLI (``fit``/``validate``/``test``/``predict``) on ``args`` (default: sys.argv)."""
+    return CalcidetCLI(
+        CalcinosisDetector,
+        CalcinosisDataModule,
+        args=args,
+        run=run,
+        seed_everything_default=0,
+        trainer_defaults={"logger": _default_loggers()},
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TOOLS:
+        import importlib
+
+        return int(importlib.import_module(f"train.{argv[0]}_cmd").main(argv[1:]) or 0)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        if not argv:
+            return 2
+    cli_main(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
