@@ -1,0 +1,160 @@
+"""Named augmentation presets for radiographs, declared in one place (``PRESETS``).
+
+    from data.transforms import build_transforms
+    t = build_transforms("train", image_size=384)
+    out = t(image=image_u8, bboxes=boxes_xyxy, labels=labels)   # out["image"], out["bboxes"], out["labels"]
+
+Inputs follow ``data.contract`` before tensor conversion: a uint8 ``H x W`` radiograph already resized
+so that its longest side is about ``image_size`` (the dataset caches it that way), boxes float
+``[N, 4]`` as ``[x1, y1, x2, y2]`` pixels (``N = 0`` is the normal case), labels int ``[N]``. Outputs
+are the same, in the output image's pixels; every preset but ``none`` ends with the longest side
+exactly ``image_size``.
+
+- ``train``: geometry a radiograph can plausibly show (left/right flip, small rotation/scale/shift,
+  an occasional zoom that keeps every lesion), then exposure, contrast, noise, blur and resolution
+  changes as seen across X-ray units. No vertical flip: films are never shown upside down.
+- ``light``: flip and brightness/contrast only, for fast CPU training.
+- ``eval``: resize only. Boxes are never dropped (ground truth must stay whole).
+- ``none``: identity.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # the import would otherwise call the network
+
+from collections.abc import Callable
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+from albumentations.augmentations.crops.transforms import BaseCrop
+from torch.utils.data import get_worker_info
+
+
+class ZoomKeepingLesions(BaseCrop):
+    """Crop a window of ``scale_range`` times the image side, same aspect ratio, holding every box.
+
+    Albumentations' ``BBoxSafeRandomCrop`` can shrink to the lesion itself (a 10x zoom) and changes
+    the aspect ratio; this zooms at most ``1 / scale_range[0]`` and grows the window when the boxes
+    need more room. Images without boxes get a window anywhere.
+    """
+
+    def __init__(self, scale_range: tuple[float, float] = (0.6, 1.0), p: float = 1.0) -> None:
+        super().__init__(p=p)
+        if not 0.0 < scale_range[0] <= scale_range[1] <= 1.0:
+            raise ValueError(f"scale_range must satisfy 0 < low <= high <= 1, got {scale_range}")
+        self.scale_range = tuple(scale_range)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("scale_range",)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        height, width = params["shape"][:2]
+        scale = self.py_random.uniform(*self.scale_range)
+        bboxes = data.get("bboxes")
+        if bboxes is not None and len(bboxes):  # normalised xyxy here, clipped to [0, 1]
+            size = np.array([width, height])
+            lo = np.clip(np.floor(bboxes[:, :2].min(0) * size), 0, size)  # float error must not
+            hi = np.clip(np.ceil(bboxes[:, 2:4].max(0) * size), 0, size)  # push past the border
+            scale = max(scale, (hi[0] - lo[0]) / width, (hi[1] - lo[1]) / height)
+        else:
+            lo, hi = (width, height), (0, 0)  # no constraint
+        crop_w, crop_h = min(width, int(np.ceil(scale * width))), min(height, int(np.ceil(scale * height)))
+        x1 = self.py_random.randint(int(max(0, hi[0] - crop_w)), int(min(lo[0], width - crop_w)))
+        y1 = self.py_random.randint(int(max(0, hi[1] - crop_h)), int(min(lo[1], height - crop_h)))
+        return {"crop_coords": (x1, y1, x1 + crop_w, y1 + crop_h)}
+
+
+def _train(image_size: int) -> list[A.BasicTransform]:
+    return [
+        A.HorizontalFlip(p=0.5),
+        A.Affine(scale=(0.85, 1.15), translate_percent=(-0.05, 0.05), rotate=(-10, 10),
+                 keep_ratio=True, border_mode=cv2.BORDER_CONSTANT, fill=0, p=0.5),
+        ZoomKeepingLesions(scale_range=(0.6, 1.0), p=0.2),
+        A.LongestMaxSize(max_size=image_size),
+        # pixel-level changes after the resize: they then cost the same for every image
+        A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.5),
+        A.RandomGamma(gamma_limit=(80, 120), p=0.3),
+        A.CLAHE(clip_limit=(1.0, 2.0), tile_grid_size=(8, 8), p=0.15),
+        A.GaussNoise(std_range=(0.01, 0.04), p=0.2),
+        A.GaussianBlur(sigma_limit=(0.3, 1.0), p=0.15),
+        A.Downscale(scale_range=(0.5, 0.9), p=0.1,
+                    interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR}),
+    ]
+
+
+def _light(image_size: int) -> list[A.BasicTransform]:
+    return [
+        A.HorizontalFlip(p=0.5),
+        A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.5),
+        A.LongestMaxSize(max_size=image_size),
+    ]
+
+
+def _eval(image_size: int) -> list[A.BasicTransform]:
+    return [A.LongestMaxSize(max_size=image_size)]
+
+
+def _none(image_size: int) -> list[A.BasicTransform]:
+    return [A.NoOp(p=1.0)]  # an empty Compose warns that its box processor has nothing to do
+
+
+# name -> (transforms for an image_size, may the policy drop boxes that are mostly cut off)
+PRESETS: dict[str, tuple[Callable[[int], list[A.BasicTransform]], bool]] = {
+    "train": (_train, True),
+    "light": (_light, True),
+    "eval": (_eval, False),
+    "none": (_none, False),
+}
+
+
+class _WorkerSeededCompose(A.Compose):
+    """Compose that reseeds itself once per DataLoader worker.
+
+    Albumentations draws from its own generator, seeded when the Compose is built; forked workers
+    would all inherit that state and repeat each other's augmentations. torch gives every worker
+    its own seed (new each epoch unless workers persist), so follow it.
+    """
+
+    _worker_seed: int | None = None
+
+    def __call__(self, *args: Any, force_apply: bool = False, **data: Any) -> dict[str, Any]:
+        info = get_worker_info()
+        if info is not None and info.seed != self._worker_seed:
+            self._worker_seed = info.seed
+            self.set_random_seed(info.seed)
+        return super().__call__(*args, force_apply=force_apply, **data)
+
+
+def build_transforms(preset: str, image_size: int, *, seed: int | None = None) -> A.Compose:
+    """Build the named augmentation policy.
+
+    Args:
+        preset: one of ``PRESETS``: ``train``, ``light``, ``eval``, ``none``.
+        image_size: longest side of the output image (every preset but ``none``).
+        seed: seed of the policy's random draws (None: fresh entropy). In DataLoader workers
+            the policy is reseeded from the worker's torch seed either way.
+
+    Returns:
+        A pipeline called as ``t(image=uint8 HxW, bboxes=float [N, 4] xyxy, labels=int [N])``.
+
+    Raises:
+        ValueError: for an unknown preset.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {sorted(PRESETS)}")
+    make, may_drop = PRESETS[preset]
+    bbox_params = A.BboxParams(
+        format="pascal_voc",
+        label_fields=["labels"],
+        # a lesion cut down to a sliver by rotation/shift is not something to find any more
+        min_visibility=0.3 if may_drop else 0.0,
+        min_width=2.0 if may_drop else 0.0,
+        min_height=2.0 if may_drop else 0.0,
+        clip=True,  # boxes scaled to the cached image can overshoot its border by rounding
+        filter_invalid_bboxes=True,
+    )
+    return _WorkerSeededCompose(make(image_size), bbox_params=bbox_params, seed=seed)
