@@ -7,16 +7,41 @@ validation set is split off by patient (``data.coco.patient_split``), so no pati
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from data.coco import CocoIndex, load_coco, patient_split
 from data.dataset import FolderDataset, RadiographDataset, detection_collate
 from data.folders import find_radiographs, relative_name
 from data.transforms import build_transforms
+
+
+class EpochSeededSampler(Sampler[int]):
+    """Shuffles with a permutation that depends only on (seed, epoch).
+
+    A resumed run then replays exactly the order an uninterrupted run would have used: the global
+    RNG (which a plain RandomSampler draws from) is not part of a checkpoint. Lightning calls
+    ``set_epoch`` at the start of every epoch.
+    """
+
+    def __init__(self, length: int, seed: int = 0) -> None:
+        self.length = length
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.length, generator=g).tolist())
 
 
 class CalcinosisDataModule(pl.LightningDataModule):
@@ -109,7 +134,7 @@ class CalcinosisDataModule(pl.LightningDataModule):
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochSeededSampler(len(self.datasets[split]), self.seed) if shuffle else None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             collate_fn=detection_collate,

@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -118,8 +120,12 @@ def image_auroc(results: list[ImageResult]) -> float:
     return float(binary_auroc(scores, labels))
 
 
-def coco_ap(results: list[ImageResult]) -> dict[str, float]:
-    """COCO AP@[.5:.95] and AP50 by pycocotools (NaN when there is no ground-truth box)."""
+def coco_eval(results: list[ImageResult]) -> Any:
+    """pycocotools' ``COCOeval`` after ``evaluate``/``accumulate``/``summarize`` on ``results``.
+
+    Returns None when there is no ground-truth box (AP undefined) and ``False`` when there are boxes
+    but no detections (AP 0): pycocotools cannot evaluate an empty result set.
+    """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -137,19 +143,29 @@ def coco_ap(results: list[ImageResult]) -> dict[str, float]:
             dets.append({"image_id": int(r.image_id), "category_id": int(label),
                          "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
     if not anns:
-        return {"map": math.nan, "map_50": math.nan}
+        return None
     cat_ids = sorted({a["category_id"] for a in anns} | {d["category_id"] for d in dets})
     gt = COCO()
     gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": c} for c in cat_ids]}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress chatter
         gt.createIndex()
         if not dets:
-            return {"map": 0.0, "map_50": 0.0}
+            return False
         dt = gt.loadRes(dets)
         ev = COCOeval(gt, dt, "bbox")
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
+    return ev
+
+
+def coco_ap(results: list[ImageResult]) -> dict[str, float]:
+    """COCO AP@[.5:.95] and AP50 by pycocotools (NaN when there is no ground-truth box)."""
+    ev = coco_eval(results)
+    if ev is None:
+        return {"map": math.nan, "map_50": math.nan}
+    if ev is False:
+        return {"map": 0.0, "map_50": 0.0}
     return {"map": float(max(ev.stats[0], 0.0)), "map_50": float(max(ev.stats[1], 0.0))}
 
 
@@ -161,4 +177,56 @@ def detection_metrics(results: list[ImageResult], hit_iou: float = 0.3) -> dict[
         out[f"froc_sens@{rate:g}fp"] = sens
     out["froc_cpm"] = curve.cpm
     out["auroc"] = image_auroc(results)
+    return out
+
+
+def pr_curve(results: list[ImageResult], iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Precision at COCO's 101 recall points for boxes matched at ``iou`` (0.5: the AP50 curve).
+
+    It is pycocotools' own interpolated curve, so its mean is ``coco_ap``'s AP at that IoU (averaged
+    over classes with ground truth); precision is 0 beyond the highest recall reached.
+    """
+    recall = np.linspace(0.0, 1.0, 101)
+    ev = coco_eval(results)
+    if ev is None or ev is False:
+        return recall, np.full(101, math.nan) if ev is None else np.zeros(101)
+    t = int(np.argmin(np.abs(ev.params.iouThrs - iou)))
+    prec = ev.eval["precision"][t, :, :, 0, -1]  # [R, K], all areas, most detections; -1: class without GT
+    return recall, np.stack([prec[:, k] for k in range(prec.shape[1]) if (prec[:, k] >= 0).any()]).mean(0)
+
+
+def bootstrap_ci(
+    results: list[ImageResult],
+    metric_fn: Callable[[list[ImageResult]], dict[str, float]] = detection_metrics,
+    n: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals over images: resample images with replacement ``n`` times.
+
+    Args:
+        results: one entry per image (negatives included), as for ``detection_metrics``.
+        metric_fn: maps a list of results to a flat dict of metrics.
+        n: bootstrap samples.
+        seed: the same seed gives the same intervals.
+        level: coverage of the interval (0.95: 2.5th to 97.5th percentile).
+
+    Returns:
+        ``{metric: (low, high)}``; NaN bounds where a metric is undefined in most samples.
+    """
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {}
+    for _ in range(n):
+        picks = rng.integers(0, len(results), len(results))
+        # fresh ids: an image drawn twice must count twice, not merge with itself
+        sample = [replace(results[j], image_id=k + 1) for k, j in enumerate(picks)]
+        for key, value in metric_fn(sample).items():
+            samples.setdefault(key, []).append(value)
+    tail = (1.0 - level) / 2 * 100
+    out = {}
+    for key, values in samples.items():
+        v = np.asarray(values, dtype=float)
+        v = v[np.isfinite(v)]
+        out[key] = ((float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail)))
+                    if len(v) >= n / 2 else (math.nan, math.nan))
     return out

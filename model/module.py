@@ -115,11 +115,9 @@ class CalcinosisDetector(pl.LightningModule):
         """The weights used for evaluation and prediction: the EMA copy when there is one."""
         return self.ema.module if self.ema is not None else self.model
 
-    def train(self, mode: bool = True) -> CalcinosisDetector:
-        super().train(mode)
-        if mode and self.hparams.freeze_backbone:
+    def on_train_epoch_start(self) -> None:
+        if self.hparams.freeze_backbone:
             self.model.net.backbone.eval()  # frozen means BatchNorm statistics too
-        return self
 
     # --- training ------------------------------------------------------------------------------
     def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
@@ -140,6 +138,8 @@ class CalcinosisDetector(pl.LightningModule):
         bs = len(images)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, batch_size=bs)
+        if self._trainer is not None and self._trainer.optimizers:
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:

@@ -18,7 +18,7 @@ import sys
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations otherwise calls the network
 
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint  # noqa: E402
+from pytorch_lightning.callbacks import ModelCheckpoint  # noqa: E402
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 
 from data.datamodule import CalcinosisDataModule  # noqa: E402
@@ -50,8 +50,6 @@ class CalcidetCLI(LightningCLI):
             "checkpoint.filename": "best-{epoch:03d}-{step:06d}",
             "checkpoint.auto_insert_metric_name": False,
         })
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
-        parser.set_defaults({"lr_monitor.logging_interval": "step"})
         # One image size for the data pipeline and the network's internal resize.
         parser.link_arguments("data.image_size", "model.image_size")
 

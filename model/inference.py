@@ -1,0 +1,138 @@
+"""Python API for inference: load a calcidet checkpoint once, call it on arrays or files.
+
+    >>> from model.inference import CalcinosisPredictor
+    >>> predictor = CalcinosisPredictor.from_checkpoint("runs/demo/checkpoints/last.ckpt")
+    >>> found = predictor.predict_paths(["knee.dcm"])[0]     # or predictor([array_0_to_1, ...])
+    >>> found.boxes, found.scores, found.labels               # original-image pixels, xyxy
+
+``calcidet detect`` is built on the same pieces (``prepare_image``, ``CalcinosisPredictor.detect_batch``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.ops import batched_nms
+
+from data.contract import scale_boxes
+from data.dataset import resize_longest
+from data.readers import read_radiograph
+from model.builder import RadiographDetector, build_detector
+from model.checkpoint import load_checkpoint, model_state_dict
+
+DEFAULT_THRESHOLD = 0.3  # used when a checkpoint carries no validated operating threshold
+
+
+@dataclass
+class Detections:
+    """Findings on one image, in original-image pixels (``data.contract``)."""
+
+    boxes: np.ndarray  # float32 [N, 4] xyxy
+    scores: np.ndarray  # float32 [N]
+    labels: np.ndarray  # int64 [N], 1..K
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare_image(image: np.ndarray, image_size: int) -> Tensor:
+    """A float 0..1 H x W array resized for the network, as a 1 x h x w tensor."""
+    if image.ndim != 2:
+        raise ValueError(f"expected a single-channel H x W image, got shape {image.shape}")
+    return torch.from_numpy(np.ascontiguousarray(resize_longest(image.astype(np.float32), image_size)))[None]
+
+
+class CalcinosisPredictor:
+    """A trained detector ready for inference.
+
+    Args:
+        model: the network (``RadiographDetector``).
+        image_size: longest side the network was trained at.
+        threshold: detections scoring below it are dropped.
+        class_names: names of labels 1..K.
+        device: where the network runs.
+        checkpoint: metadata of the checkpoint it came from (path, sha256, ...).
+    """
+
+    def __init__(self, model: RadiographDetector, image_size: int, threshold: float, class_names: list[str],
+                 device: str | torch.device = "cpu", checkpoint: dict[str, Any] | None = None) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.image_size = image_size
+        self.threshold = threshold
+        self.class_names = class_names
+        self.checkpoint = checkpoint or {}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
+                        threshold: float | None = None) -> CalcinosisPredictor:
+        """Load a calcidet checkpoint safely (no pickled code runs; see ``model.checkpoint``).
+
+        ``threshold`` defaults to the operating point stored in the checkpoint (validation FROC at
+        the configured FP rate), else ``DEFAULT_THRESHOLD``.
+        """
+        ckpt = load_checkpoint(path)
+        hp = ckpt.get("hyper_parameters", {})
+        meta = ckpt.get("calcidet", {})
+        class_names = list(meta.get("class_names") or hp.get("class_names") or ["calcinosis"])
+        image_size = int(meta.get("image_size") or hp.get("image_size", 384))
+        arch = meta.get("arch") or hp.get("arch", "fcos_tiny")
+        # Score floor well under any operating point so that thresholds can be changed afterwards.
+        model = build_detector(arch=arch, num_classes=len(class_names) + 1, min_size=image_size,
+                               max_size=image_size, score_thresh=min(0.05, threshold or 0.05))
+        model.load_state_dict(model_state_dict(ckpt))
+        stored = meta.get("operating_threshold")
+        chosen = threshold if threshold is not None else (stored if stored is not None else DEFAULT_THRESHOLD)
+        info = {"path": str(path), "sha256": sha256_file(path), "arch": arch, "image_size": image_size,
+                "operating_threshold": stored, "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step")}
+        return cls(model, image_size, float(chosen), class_names, device, info)
+
+    @torch.inference_mode()
+    def detect_batch(self, images: Sequence[Tensor], original_sizes: Sequence[tuple[int, int]],
+                     tta: bool = False) -> list[Detections]:
+        """Run the network on prepared images (``prepare_image``) and map boxes to original pixels."""
+        batch = [img.to(self.device, non_blocking=True) for img in images]
+        outputs = self.model(batch)
+        if tta:  # horizontal flip: left/right limbs are mirror images of each other
+            flipped = self.model([img.flip(-1) for img in batch])
+            for out, flip, img in zip(outputs, flipped, batch):
+                w = img.shape[-1]
+                fb = flip["boxes"].clone()
+                fb[:, [0, 2]] = w - flip["boxes"][:, [2, 0]]
+                boxes = torch.cat([out["boxes"], fb])
+                scores = torch.cat([out["scores"], flip["scores"]])
+                labels = torch.cat([out["labels"], flip["labels"]])
+                keep = batched_nms(boxes, scores, labels, 0.5)
+                out.update(boxes=boxes[keep], scores=scores[keep], labels=labels[keep])
+        results = []
+        for out, img, size in zip(outputs, batch, original_sizes):
+            keep = out["scores"] >= self.threshold
+            boxes = scale_boxes(out["boxes"][keep].float(), tuple(img.shape[-2:]), tuple(size))
+            results.append(Detections(boxes.cpu().numpy().astype(np.float32),
+                                      out["scores"][keep].float().cpu().numpy(),
+                                      out["labels"][keep].cpu().numpy().astype(np.int64)))
+        return results
+
+    def __call__(self, images: Sequence[np.ndarray], tta: bool = False) -> list[Detections]:
+        """Detect on float 0..1 H x W arrays (already windowed, bone bright)."""
+        prepared = [prepare_image(im, self.image_size) for im in images]
+        return self.detect_batch(prepared, [im.shape[:2] for im in images], tta=tta)
+
+    def predict_paths(self, paths: Sequence[str | Path], tta: bool = False) -> list[Detections]:
+        """Read radiograph files (``data.readers.read_radiograph``) and detect on them."""
+        return self([read_radiograph(p).image for p in paths], tta=tta)

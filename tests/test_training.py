@@ -1,0 +1,116 @@
+"""Training through the real entry point (`cli_main`), shrunk: tiny films, 128 px, a few steps."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from model.checkpoint import load_checkpoint
+from train.cli import cli_main
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _args(tiny_synth, tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "--config", str(REPO / "configs" / "demo.yaml"),
+        "--data.train_json", str(tiny_synth["train"]),
+        "--data.val_json", str(tiny_synth["val"]),
+        "--data.test_json", str(tiny_synth["test"]),
+        "--data.image_size", "128",
+        "--data.batch_size", "4",
+        "--data.num_workers", "0",
+        "--trainer.default_root_dir", str(tmp_path),
+        "--trainer.logger", "false",
+        "--trainer.enable_progress_bar", "false",
+        "--checkpoint.dirpath", str(tmp_path / "ckpt"),
+        *extra,
+    ]
+
+
+def test_fit_validate_test_through_cli(tiny_synth, tmp_path) -> None:
+    cli = cli_main(["fit", *_args(tiny_synth, tmp_path, "--trainer.max_epochs", "1")])
+    assert cli.trainer.global_step == 4  # 16 images / batch 4
+    metrics = cli.trainer.callback_metrics
+    for key in ("val/map_50", "val/froc_cpm", "val/auroc", "train/loss"):
+        assert key in metrics and torch.isfinite(metrics[key]), key
+    last = tmp_path / "ckpt" / "last.ckpt"
+    ckpt = load_checkpoint(last)  # loads with weights_only=True
+    assert ckpt["calcidet"]["operating_threshold"] is not None
+    assert ckpt["calcidet"]["image_size"] == 128
+    test = cli_main(["test", *_args(tiny_synth, tmp_path), "--ckpt_path", str(last)])
+    assert "test/map_50" in test.trainer.callback_metrics
+
+
+class _StopAfterFirstEpoch(pl.Callback):
+    """Ends training after epoch 0, as a preemption would (the schedule still spans 2 epochs)."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer.should_stop = True
+
+
+def test_resume_from_last_is_exact(tiny_synth, tmp_path) -> None:
+    """2 epochs straight == stopped after epoch 1, then resumed from last.ckpt for the second."""
+    common = ("--trainer.max_epochs", "2", "--model.ema_decay", "0.9", "--data.augment", "none",
+              "--checkpoint.save_top_k", "0")
+    straight = cli_main(["fit", *_args(tiny_synth, tmp_path / "a", *common)])
+    cut = cli_main(_args(tiny_synth, tmp_path / "b", *common), run=False)
+    cut.trainer.callbacks.append(_StopAfterFirstEpoch())
+    cut.trainer.fit(cut.model, cut.datamodule)
+    assert cut.trainer.global_step == 4
+    resumed = cli_main(["fit", *_args(tiny_synth, tmp_path / "b", *common),
+                        "--ckpt_path", str(tmp_path / "b" / "ckpt" / "last.ckpt")])
+    assert resumed.trainer.global_step == straight.trainer.global_step == 8
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys() and any(k.startswith("ema.") for k in a)
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
+    opt_a = straight.trainer.optimizers[0].state_dict()["state"]
+    opt_b = resumed.trainer.optimizers[0].state_dict()["state"]
+    assert torch.allclose(opt_a[0]["exp_avg"], opt_b[0]["exp_avg"], atol=1e-6)
+    assert straight.trainer.lr_scheduler_configs[0].scheduler.last_epoch == 8
+    assert resumed.trainer.lr_scheduler_configs[0].scheduler.last_epoch == 8
+
+
+def test_init_from_and_freeze_backbone(tiny_synth, tmp_path) -> None:
+    first = cli_main(["fit", *_args(tiny_synth, tmp_path / "pre", "--trainer.max_steps", "2")])
+    source = tmp_path / "pre" / "ckpt" / "last.ckpt"
+    tuned = cli_main(["fit", *_args(tiny_synth, tmp_path / "ft", "--trainer.max_steps", "2"),
+                      "--model.init_from", str(source), "--model.freeze_backbone", "true"])
+    before = first.model.model.net.backbone.state_dict()
+    after = tuned.model.model.net.backbone.state_dict()
+    for k in before:  # frozen: weights *and* BatchNorm statistics untouched by fine-tuning
+        assert torch.equal(before[k], after[k]), k
+    head_a = first.model.model.net.head.state_dict()
+    head_b = tuned.model.model.net.head.state_dict()
+    assert any(not torch.equal(head_a[k], head_b[k]) for k in head_a)  # the head did train
+
+
+def test_batch_of_only_negative_images_trains(tmp_path) -> None:
+    from model.module import CalcinosisDetector
+
+    module = CalcinosisDetector(image_size=128)
+    images = [torch.rand(1, 128, 128) for _ in range(3)]
+    targets = [{"boxes": torch.zeros((0, 4)), "labels": torch.zeros((0,), dtype=torch.int64), "image_id": i}
+               for i in range(3)]
+    loss = module.training_step((images, targets), 0)
+    assert torch.isfinite(loss) and loss > 0  # classification still learns "nothing here"
+    loss.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in module.parameters())
+
+
+def test_ddp_two_cpu_processes(tiny_synth, tmp_path) -> None:
+    """`--trainer.strategy ddp --trainer.devices 2` on CPU (gloo) trains in two processes."""
+    cmd = [sys.executable, "-m", "train.cli", "fit", *_args(tiny_synth, tmp_path, "--trainer.max_steps", "2"),
+           "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    assert ckpt["global_step"] == 2
+    assert "world_size: 2" in done.stderr or "GLOBAL_RANK: 1" in done.stderr + done.stdout
