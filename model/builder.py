@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights, WeightsEnum
 from torchvision.models.detection import (
     FCOS,
-    FCOS_ResNet50_FPN_Weights,
     FasterRCNN_MobileNet_V3_Large_FPN_Weights,
     FasterRCNN_ResNet50_FPN_V2_Weights,
+    FCOS_ResNet50_FPN_Weights,
     RetinaNet_ResNet50_FPN_V2_Weights,
     fasterrcnn_mobilenet_v3_large_fpn,
     fasterrcnn_resnet50_fpn_v2,
@@ -38,7 +37,12 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 
 from model.backbones import TinyResNetFPN
-from model.weights import WeightsUnavailableError, ensure_available, resolve_weights, weights_file_as_cache
+from model.weights import (
+    WeightsUnavailableError,
+    ensure_available,
+    resolve_weights,
+    weights_file_as_cache,
+)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 
 
-
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded safely or is not a calcidet checkpoint."""
 

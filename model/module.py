@@ -13,12 +13,14 @@ detect`` uses unless told otherwise.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
+from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -141,6 +143,13 @@ class CalcinosisDetector(pl.LightningModule):
         if self._trainer is not None and self._trainer.optimizers:
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
         return loss
+
+    def on_fit_start(self) -> None:
+        self._fit_started = time.monotonic()
+
+    def on_fit_end(self) -> None:
+        seconds = time.monotonic() - self._fit_started
+        rank_zero_info(f"calcidet: training took {seconds:.0f} s ({self.global_step} optimiser steps)")
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is not None:

@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from model.metrics import ImageResult, detection_metrics, froc_curve, image_auroc, threshold_at_fp_rate
+from model.metrics import (
+    ImageResult,
+    detection_metrics,
+    froc_curve,
+    image_auroc,
+    threshold_at_fp_rate,
+)
 
 
 def _r(i, gt, boxes=(), scores=()):
