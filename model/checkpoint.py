@@ -1,8 +1,8 @@
 """Loading calcidet checkpoints without executing pickled code.
 
 A checkpoint is a pickle; an untrusted one could run arbitrary code on ``torch.load``. calcidet
-loads with ``weights_only=True`` (tensors, containers and primitives only) and allows exactly the few
-extra classes a Lightning checkpoint of ours contains. Anything else is refused with a clear error.
+loads with ``weights_only=True`` (tensors, containers and primitives only: all that a Lightning
+checkpoint of ours holds). Anything else is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -18,15 +18,8 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded safely or is not a calcidet checkpoint."""
 
 
-def _safe_globals() -> list[Any]:
-    # Lightning stores hyper-parameters as an AttributeDict (a plain dict subclass).
-    from pytorch_lightning.utilities.parsing import AttributeDict
-
-    return [AttributeDict]
-
-
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint dict with ``weights_only=True`` plus an allow-list of Lightning's types.
+    """Load a checkpoint dict with ``weights_only=True``: tensors, numbers, strings and containers only.
 
     Raises:
         CheckpointError: missing file, not a checkpoint, or a pickle that asks for code outside the
@@ -36,8 +29,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        with torch.serialization.safe_globals(_safe_globals()):
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: refused to load: the file asks to run or build objects outside calcidet's allow-list "

@@ -23,6 +23,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI  # noqa:
 
 from data.datamodule import CalcinosisDataModule  # noqa: E402
 from model.module import CalcinosisDetector  # noqa: E402
+from train.callbacks import CheckpointOnSigterm  # noqa: E402
 
 TOOLS = ("synth", "detect", "evaluate")
 
@@ -50,6 +51,7 @@ class CalcidetCLI(LightningCLI):
             "checkpoint.filename": "best-{epoch:03d}-{step:06d}",
             "checkpoint.auto_insert_metric_name": False,
         })
+        parser.add_lightning_class_args(CheckpointOnSigterm, "sigterm_checkpoint")
         # One image size for the data pipeline and the network's internal resize.
         parser.link_arguments("data.image_size", "model.image_size")
 

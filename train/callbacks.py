@@ -1,0 +1,29 @@
+"""Callbacks the ``calcidet`` command always installs.
+
+``CheckpointOnSigterm``: SLURM (and Kubernetes, and most schedulers) send SIGTERM before killing a
+preempted job. Lightning notices the signal and stops after the current batch; this callback first
+writes ``last.ckpt`` into the checkpoint folder, so that the requeued job resumes with
+``--ckpt_path last`` having lost at most one batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.utilities import rank_zero_info
+
+
+class CheckpointOnSigterm(Callback):
+    """Save ``last.ckpt`` when the trainer has received SIGTERM, before Lightning stops the run."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if not trainer.received_sigterm:
+            return
+        ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.dirpath), None)
+        folder = Path(ckpt_cb.dirpath) if ckpt_cb else Path(trainer.default_root_dir) / "checkpoints"
+        path = folder / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
+        trainer.save_checkpoint(path)  # collective: every rank calls it, rank 0 writes
+        rank_zero_info(f"calcidet: SIGTERM received at step {trainer.global_step}; saved {path} and stopping. "
+                       f"Resume with --ckpt_path last.")
