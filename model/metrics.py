@@ -77,19 +77,19 @@ def _hits(result: ImageResult, hit_iou: float) -> tuple[np.ndarray, np.ndarray]:
 
 def froc_curve(results: list[ImageResult], hit_iou: float = 0.3, rates: tuple[float, ...] = FROC_RATES) -> FrocCurve:
     """Lesion-level FROC over ``results`` (all images, negatives included)."""
-    scores, kinds = [], []
-    for r in results:
-        s, k = _hits(r, hit_iou)
-        scores.append(s)
-        kinds.append(k)
-    scores_all = np.concatenate(scores) if scores else np.zeros(0)
-    kinds_all = np.concatenate(kinds) if kinds else np.zeros(0, dtype=np.int8)
+    return _froc_from_hits([(*_hits(r, hit_iou), len(r.gt_boxes)) for r in results], rates)
+
+
+def _froc_from_hits(hits: list[tuple[np.ndarray, np.ndarray, int]], rates: tuple[float, ...]) -> FrocCurve:
+    """FROC from each image's (scores, ``_hits`` kinds, lesion count): images can be resampled."""
+    scores_all = np.concatenate([s for s, _, _ in hits]) if hits else np.zeros(0)
+    kinds_all = np.concatenate([k for _, k, _ in hits]) if hits else np.zeros(0, dtype=np.int8)
     keep = kinds_all >= 0
     scores_all, kinds_all = scores_all[keep], kinds_all[keep]
     order = np.argsort(-scores_all, kind="stable")
     scores_all, kinds_all = scores_all[order], kinds_all[order]
-    num_lesions = int(sum(len(r.gt_boxes) for r in results))
-    num_images = max(len(results), 1)
+    num_lesions = int(sum(g for _, _, g in hits))
+    num_images = max(len(hits), 1)
     tp = np.cumsum(kinds_all == 1)
     fp = np.cumsum(kinds_all == 0)
     # Keep the last point of each run of equal scores: a threshold admits all of them or none.
@@ -97,7 +97,7 @@ def froc_curve(results: list[ImageResult], hit_iou: float = 0.3, rates: tuple[fl
     fppi = np.r_[0.0, fp[last] / num_images]
     sens = np.r_[0.0, tp[last] / max(num_lesions, 1)]
     thresholds = np.r_[np.inf, scores_all[last]]
-    curve = FrocCurve(fppi, sens, thresholds, num_lesions, len(results))
+    curve = FrocCurve(fppi, sens, thresholds, num_lesions, len(hits))
     for rate in rates:
         ok = fppi <= rate + 1e-12
         curve.at_rates[rate] = float(sens[ok].max()) if num_lesions else math.nan
@@ -214,14 +214,22 @@ def bootstrap_ci(
     Returns:
         ``{metric: (low, high)}``; NaN bounds where a metric is undefined in most samples.
     """
-    rng = np.random.default_rng(seed)
     samples: dict[str, list[float]] = {}
-    for _ in range(n):
-        picks = rng.integers(0, len(results), len(results))
+    for picks in _resamples(len(results), n, seed):
         # fresh ids: an image drawn twice must count twice, not merge with itself
         sample = [replace(results[j], image_id=k + 1) for k, j in enumerate(picks)]
         for key, value in metric_fn(sample).items():
             samples.setdefault(key, []).append(value)
+    return _percentile_intervals(samples, n, level)
+
+
+def _resamples(size: int, n: int, seed: int) -> Any:
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        yield rng.integers(0, size, size)
+
+
+def _percentile_intervals(samples: dict[str, list[float]], n: int, level: float) -> dict[str, tuple[float, float]]:
     tail = (1.0 - level) / 2 * 100
     out = {}
     for key, values in samples.items():
@@ -230,3 +238,50 @@ def bootstrap_ci(
         out[key] = ((float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail)))
                     if len(v) >= n / 2 else (math.nan, math.nan))
     return out
+
+
+def bootstrap_detection_metrics(results: list[ImageResult], hit_iou: float = 0.3, n: int = 1000, seed: int = 0,
+                                level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """``bootstrap_ci`` of ``detection_metrics``, fast: boxes are matched once, not once per sample.
+
+    Each image's FROC hits and pycocotools per-image evaluation do not depend on the other images, so
+    a resample only re-runs the aggregation (``_froc_from_hits``, ``COCOeval.accumulate``). Same
+    resamples and the same numbers as ``bootstrap_ci(results, partial(detection_metrics, hit_iou=...))``
+    up to the order of tied scores, at about a tenth of the cost.
+    """
+    import copy
+
+    hits = [(*_hits(r, hit_iou), len(r.gt_boxes)) for r in results]
+    ev = coco_eval(results)
+    if ev:  # keep area "all" and the most detections only: what map and map_50 read
+        I0, A0 = len(ev._paramsEval.imgIds), len(ev._paramsEval.areaRng)
+        position = {img_id: i for i, img_id in enumerate(ev._paramsEval.imgIds)}
+        rows = [position[int(r.image_id)] for r in results]
+    samples: dict[str, list[float]] = {}
+    for picks in _resamples(len(results), n, seed):
+        out = {"map": math.nan, "map_50": math.nan}
+        if sum(hits[j][2] for j in picks) == 0:
+            pass  # no lesion drawn: AP undefined, as coco_ap says
+        elif not ev:
+            out = {"map": 0.0, "map_50": 0.0}
+        else:
+            params = copy.copy(ev._paramsEval)
+            params.imgIds, params.areaRng, params.areaRngLbl = list(range(len(picks))), params.areaRng[:1], ["all"]
+            params.maxDets = params.maxDets[-1:]
+            sample = copy.copy(ev)
+            sample.params, sample._paramsEval = params, copy.copy(params)
+            sample.evalImgs = [ev.evalImgs[k * A0 * I0 + rows[j]] for k in range(len(params.catIds)) for j in picks]
+            with contextlib.redirect_stdout(io.StringIO()):
+                sample.accumulate()
+            prec = sample.eval["precision"][:, :, :, 0, 0]
+            t50 = int(np.argmin(np.abs(params.iouThrs - 0.5)))
+            out = {"map": float(max(prec[prec > -1].mean(), 0.0)) if (prec > -1).any() else 0.0,
+                   "map_50": float(max(prec[t50][prec[t50] > -1].mean(), 0.0)) if (prec[t50] > -1).any() else 0.0}
+        curve = _froc_from_hits([hits[j] for j in picks], FROC_RATES)
+        for rate, sens in curve.at_rates.items():
+            out[f"froc_sens@{rate:g}fp"] = sens
+        out["froc_cpm"] = curve.cpm
+        out["auroc"] = image_auroc([results[j] for j in picks])
+        for key, value in out.items():
+            samples.setdefault(key, []).append(value)
+    return _percentile_intervals(samples, n, level)

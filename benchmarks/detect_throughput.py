@@ -1,0 +1,80 @@
+"""Throughput of ``calcidet detect`` end to end against the network alone, on the same images.
+
+    python benchmarks/detect_throughput.py --checkpoint runs/demo/checkpoints/last.ckpt \\
+        --images demo_out/synth/test/images --batch-size 4 --num-workers 1
+
+End to end = the real command (``train.detect_cmd.main``): decoding in DataLoader workers, the
+network, the journal and the final files. Model only = ``CalcinosisPredictor.detect_batch`` on the
+same images already decoded and resized in memory, at the same batch size. Their ratio says how much
+of the network's speed the pipeline keeps (goal: >= 0.9, i.e. decoding hides behind the network).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from data.dataset import FolderDataset  # noqa: E402
+from model.inference import CalcinosisPredictor  # noqa: E402
+from train.detect_cmd import collect_inputs  # noqa: E402
+from train.detect_cmd import main as detect_main  # noqa: E402
+
+
+def model_only(checkpoint: str, files: list[Path], names: list[str], batch_size: int,
+               threshold: float | None) -> tuple[float, int]:
+    """Images/s of ``detect_batch`` on pre-decoded images; returns (rate, images)."""
+    predictor = CalcinosisPredictor.from_checkpoint(checkpoint, "cpu", threshold)
+    dataset = FolderDataset(files, names, predictor.image_size)
+    samples = [s for s in (dataset[i] for i in range(len(dataset))) if s[1]["error"] is None]
+    batches = [samples[i:i + batch_size] for i in range(0, len(samples), batch_size)]
+    predictor.detect_batch([batches[0][0][0]], [batches[0][0][1]["original_size"]])  # warm-up
+    start = time.perf_counter()
+    for batch in batches:
+        predictor.detect_batch([img for img, _ in batch], [m["original_size"] for _, m in batch])
+    return len(samples) / (time.perf_counter() - start), len(samples)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--images", required=True, help="folder of radiographs (searched recursively)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument("--threshold", type=float, default=None)
+    args = p.parse_args()
+
+    files, names = collect_inputs([args.images])
+    with tempfile.TemporaryDirectory() as out:
+        argv = [args.images, "--checkpoint", args.checkpoint, "--output", out, "--batch-size",
+                str(args.batch_size), "--num-workers", str(args.num_workers)]
+        if args.threshold is not None:
+            argv += ["--threshold", str(args.threshold)]
+        start = time.perf_counter()
+        detect_main(argv)
+        wall = time.perf_counter() - start
+        run = json.loads((Path(out) / "run.json").read_text())
+    loop_rate = run["timing"]["images_per_s"]
+    e2e_rate = len(files) / wall
+    model_rate, decoded = model_only(args.checkpoint, files, names, args.batch_size, args.threshold)
+
+    print(f"\nimages: {len(files)} ({decoded} readable), batch size {args.batch_size}, "
+          f"{args.num_workers} workers, torch threads {torch.get_num_threads()}, device cpu")
+    print(f"end to end, predict loop (read + model + journal):  {loop_rate:8.2f} images/s")
+    print(f"end to end, whole command (incl. start-up, files):  {e2e_rate:8.2f} images/s  ({wall:.1f} s)")
+    print(f"model only (detect_batch on decoded images):        {model_rate:8.2f} images/s")
+    print(f"ratio predict loop / model only:                    {loop_rate / model_rate:8.3f}  (goal >= 0.9)")
+    print(f"ratio whole command / model only:                   {e2e_rate / model_rate:8.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""``calcidet detect`` end to end on a tiny trained checkpoint: outputs, broken files, naming, resuming."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from train.detect_cmd import collect_inputs
+from train.detect_cmd import main as detect_main
+from train.detect_writer import DETECTION_COLUMNS, IMAGE_COLUMNS, read_journal, safe_output_path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def train_tiny_checkpoint(tiny_synth: dict[str, Path], root: Path) -> Path:
+    """One epoch at 128 px through the real CLI; cached under ``root`` for the whole session."""
+    from train.cli import cli_main
+
+    last = root / "ckpt" / "last.ckpt"
+    if not last.is_file():
+        cli_main(["fit", "--config", str(REPO / "configs" / "demo.yaml"),
+                  "--data.train_json", str(tiny_synth["train"]), "--data.val_json", str(tiny_synth["val"]),
+                  "--data.image_size", "128", "--data.batch_size", "4", "--data.num_workers", "0",
+                  "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(root),
+                  "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+                  "--checkpoint.dirpath", str(root / "ckpt")])
+    return last
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_synth, tmp_path_factory) -> Path:
+    return train_tiny_checkpoint(tiny_synth, tmp_path_factory.getbasetemp() / "tiny_detector")
+
+
+def _synth_images(tiny_synth: dict[str, Path]) -> list[Path]:
+    return sorted(p for p in (tiny_synth["test"].parent / "images").iterdir() if p.is_file())
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _nested_folder(tiny_synth: dict[str, Path], root: Path) -> dict[str, str]:
+    """Synthetic films in nested folders (mixed formats) plus broken files; returns name -> kind."""
+    kinds = {}
+    for i, src in enumerate(_synth_images(tiny_synth)):
+        name = f"{'p1' if i % 2 else 'p2/knee'}/{src.name}"
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, root / name)
+        kinds[name] = "ok"
+    dicom = next((n for n in kinds if n.endswith(".dcm")), None)
+    if dicom:  # PACS exports often have no extension
+        shutil.copy(root / dicom, root / "p1" / "IM000123")
+        kinds["p1/IM000123"] = "ok"
+    png = next(n for n in kinds if n.endswith(".png"))
+    (root / "broken").mkdir()
+    (root / "broken" / "empty.png").write_bytes(b"")
+    (root / "broken" / "truncated.png").write_bytes((root / png).read_bytes()[:400])
+    (root / "broken" / "notes.png").write_text("not an image at all\n")
+    kinds.update({"broken/empty.png": "error", "broken/truncated.png": "error", "broken/notes.png": "error"})
+    return kinds
+
+
+@pytest.mark.slow
+def test_detect_writes_all_files_and_records_broken_ones(tiny_synth, checkpoint, tmp_path) -> None:
+    kinds = _nested_folder(tiny_synth, tmp_path / "in")
+    out = tmp_path / "out"
+    assert detect_main([str(tmp_path / "in"), "--checkpoint", str(checkpoint), "--output", str(out),
+                        "--threshold", "0.01", "--num-workers", "1", "--overlays"]) == 0
+    for name in ("detections.csv", "images.csv", "detections.json", "run.json"):
+        assert (out / name).is_file(), name
+
+    columns, images = _read_csv(out / "images.csv")
+    assert columns == IMAGE_COLUMNS
+    assert [r["image"] for r in images] == sorted(kinds)  # one row per file, sorted, no duplicates
+    for row in images:
+        assert row["status"] == kinds[row["image"]], row
+        assert bool(row["reason"]) == (row["status"] == "error"), row
+        overlay = safe_output_path(out / "overlays", row["image"], ".png")
+        assert overlay.is_file() == (row["status"] == "ok")
+    sizes = {r["image"]: (float(r["width"]), float(r["height"])) for r in images if r["status"] == "ok"}
+
+    columns, dets = _read_csv(out / "detections.csv")
+    assert columns[:7] == ["image", "x_min", "y_min", "x_max", "y_max", "confidence", "label"]
+    assert columns == DETECTION_COLUMNS
+    assert dets, "the tiny model should find something at threshold 0.01"
+    for d in dets:
+        w, h = sizes[d["image"]]  # only readable images have boxes
+        x1, y1, x2, y2 = (float(d[k]) for k in ("x_min", "y_min", "x_max", "y_max"))
+        assert 0 <= x1 <= x2 <= w and 0 <= y1 <= y2 <= h, d
+        assert float(d["confidence"]) >= 0.01 and d["label"] == "calcinosis"
+    per_image = {r["image"]: int(r["num_detections"]) for r in images}
+    assert sum(per_image.values()) == len(dets)
+
+    results = json.loads((out / "detections.json").read_text())
+    assert results["images"] == {name: i + 1 for i, name in enumerate(sorted(kinds))}
+    assert len(results["detections"]) == len(dets)
+    assert set(results["detections"][0]) == {"image_id", "category_id", "bbox", "score"}
+    run = json.loads((out / "run.json").read_text())
+    assert run["counts"]["error"] == 3 and run["counts"]["ok"] == len(kinds) - 3
+    assert run["threshold"] == 0.01 and run["threshold_source"] == "--threshold"
+    assert len(run["checkpoint"]["sha256"]) == 64 and run["versions"]["torch"]
+
+
+@pytest.mark.slow
+def test_rerun_with_other_settings_is_refused(tiny_synth, checkpoint, tmp_path, capsys) -> None:
+    shutil.copy(_synth_images(tiny_synth)[0], tmp_path / _synth_images(tiny_synth)[0].name)
+    args = [str(tmp_path), "--checkpoint", str(checkpoint), "--output", str(tmp_path / "out"), "--num-workers", "0"]
+    assert detect_main([*args, "--threshold", "0.2"]) == 0
+    assert detect_main([*args, "--threshold", "0.3"]) == 2
+    assert "threshold: before 0.2, now 0.3" in capsys.readouterr().err
+    assert detect_main([*args, "--threshold", "0.3", "--overwrite"]) == 0
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["threshold"] == 0.3
+
+
+def _detect_cmd(images: Path, checkpoint: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "train.cli", "detect", str(images), "--checkpoint", str(checkpoint),
+            "--output", str(out), "--threshold", "0.01", "--batch-size", "2", "--num-workers", "0"]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_files(tiny_synth, checkpoint, tmp_path) -> None:
+    images = tmp_path / "in"
+    for copy in range(4):  # 32 files, 16 batches
+        for src in _synth_images(tiny_synth):
+            (images / f"set{copy}").mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, images / f"set{copy}" / src.name)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_detect_cmd(images, checkpoint, killed), cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = killed / ".journal" / "rank0.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.is_file() and journal.read_bytes().count(b"\n") >= 4:
+            break
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "detect finished before it could be killed"
+    assert not (killed / "detections.csv").exists()
+    done_before = len(read_journal(killed / ".journal"))
+    assert 0 < done_before < 32
+
+    subprocess.run(_detect_cmd(images, checkpoint, killed), cwd=REPO, env=env, check=True, capture_output=True)
+    straight = tmp_path / "straight"
+    subprocess.run(_detect_cmd(images, checkpoint, straight), cwd=REPO, env=env, check=True, capture_output=True)
+
+    run = json.loads((killed / "run.json").read_text())
+    assert run["counts"]["reused_from_journal"] >= done_before - 1  # a torn batch is redone
+    for name in ("detections.csv", "images.csv", "detections.json"):
+        assert (killed / name).read_text() == (straight / name).read_text(), name
+    _, rows = _read_csv(killed / "images.csv")
+    assert len(rows) == len({r["image"] for r in rows}) == 32
+
+
+def test_names_with_several_inputs(tmp_path) -> None:
+    for folder in ("a/images", "b/images"):
+        (tmp_path / folder / "sub").mkdir(parents=True)
+        (tmp_path / folder / "sub" / "x.png").write_bytes(b"")
+    (tmp_path / "single.png").write_bytes(b"")
+    (tmp_path / "a/images/out").mkdir()
+    (tmp_path / "a/images/out/overlay.png").write_bytes(b"")  # our own output inside an input
+    files, names = collect_inputs([str(tmp_path / "a/images"), str(tmp_path / "b/images"),
+                                   str(tmp_path / "single.png")], exclude=tmp_path / "a/images/out")
+    assert names == ["images-2/sub/x.png", "images/sub/x.png", "single.png"]
+    assert files[0] == tmp_path / "b/images/sub/x.png"
+    _, names = collect_inputs([str(tmp_path / "b/images")])
+    assert names == ["sub/x.png"]
+    with pytest.raises(FileNotFoundError):
+        collect_inputs([str(tmp_path / "missing")])
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("a/b.png", "a/b.png.png"), ("../../etc/passwd", "etc/passwd.png"), ("/abs/x.dcm", "abs/x.dcm.png"),
+    ("a/../../b", "a/b.png"), ("C:/x.png", "C_/x.png.png"), ("..", "_.png"),
+])
+def test_output_paths_stay_inside(tmp_path, name: str, expected: str) -> None:
+    path = safe_output_path(tmp_path, name, ".png")
+    assert path == tmp_path / expected and path.resolve().is_relative_to(tmp_path.resolve())
+
+
+def test_torn_journal_line_is_ignored(tmp_path) -> None:
+    lines = [json.dumps({"image": n, "status": "ok"}) for n in ("a.png", "b.png")]
+    (tmp_path / "rank0.jsonl").write_text("\n".join(lines) + '\n{"image": "c.pn')
+    (tmp_path / "rank1.jsonl").write_text(json.dumps({"image": "a.png", "status": "error"}) + "\n")
+    records = read_journal(tmp_path)
+    assert sorted(records) == ["a.png", "b.png"] and records["a.png"]["status"] == "error"
+
+
+def test_help_documents_the_threshold_default(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        detect_main(["--help"])
+    assert exc.value.code == 0
+    assert "operating point stored in the checkpoint" in " ".join(capsys.readouterr().out.split())

@@ -1,0 +1,308 @@
+"""``calcidet detect``: find calcinosis on every radiograph under one or more folders.
+
+    calcidet detect scans/ --checkpoint runs/demo/checkpoints/last.ckpt --output results/
+    calcidet detect a/ b/ x.dcm --checkpoint CKPT --output results/ --overlays --threshold 0.05
+
+Files are decoded in DataLoader workers while the network runs (Lightning ``Trainer.predict``; with
+``--devices N`` on GPUs each rank journals its share and rank 0 merges). Results are journaled as they
+come, so an interrupted run picks up where it stopped when rerun with the same arguments; the final
+files are written at the end (see ``train.detect_writer`` for their layout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import TQDMProgressBar
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from data.dataset import FolderDataset, detection_collate, resize_longest, to_uint8
+from data.folders import find_radiographs, relative_name
+from data.readers import read_radiograph
+from model.inference import DEFAULT_THRESHOLD, CalcinosisPredictor, Detections
+from train import detect_writer
+
+OVERLAY_SIZE = 1024  # longest side of overlay PNGs: enough to see a 5 mm mass on a full film
+
+EPILOG = f"""\
+image names: the `image` column is the file's POSIX path relative to its INPUT folder (a file given
+directly is named by its file name). With several INPUTs each name is prefixed with its input's
+folder name (`left/knee1.png`, `right/knee1.png`); clashing names get a suffix (`images-2/...`).
+
+threshold: default is the operating point stored in the checkpoint (the score giving the configured
+false positives per image on validation), else {DEFAULT_THRESHOLD}. For `calcidet evaluate` runs use
+a low one (`--threshold 0.05`): evaluation only sees detections above it.
+
+outputs in DIR: detections.csv, images.csv, detections.json, run.json, overlays/ (--overlays) and
+.journal/ (resume state; rerun the same command to finish an interrupted run).
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="calcidet detect", description=__doc__.split("\n")[0],
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="folders (searched recursively) or files")
+    p.add_argument("--checkpoint", required=True, help="calcidet checkpoint (.ckpt)")
+    p.add_argument("--output", required=True, help="output folder DIR")
+    p.add_argument("--threshold", type=float, default=None,
+                   help=f"lowest confidence reported (default: the checkpoint's operating point, else {DEFAULT_THRESHOLD})")
+    p.add_argument("--batch-size", type=int, default=4, help="images per batch and device (default 4)")
+    p.add_argument("--devices", type=int, default=1, help="GPUs (or CPU processes without CUDA) to use (default 1)")
+    p.add_argument("--num-workers", type=int, default=2, help="decoding processes per device (default 2)")
+    p.add_argument("--overlays", action="store_true", help="also write DIR/overlays/<image>.png with boxes drawn")
+    p.add_argument("--tta", action="store_true", help="add horizontally flipped inference, merged by NMS")
+    p.add_argument("--overwrite", action="store_true", help="discard earlier results in DIR instead of resuming")
+    args = p.parse_args(argv)
+    if args.batch_size < 1 or args.devices < 1 or args.num_workers < 0:
+        p.error("--batch-size and --devices must be >= 1, --num-workers >= 0")
+    return args
+
+
+def _unique(label: str, used: set[str]) -> str:
+    candidate, k = label, 2
+    while candidate in used:
+        stem, dot, ext = label.partition(".")
+        candidate = f"{stem}-{k}{dot}{ext}"
+        k += 1
+    used.add(candidate)
+    return candidate
+
+
+def collect_inputs(inputs: list[str], exclude: Path | None = None) -> tuple[list[Path], list[str]]:
+    """Radiograph files under ``inputs`` and their unique names (see EPILOG), sorted by name.
+
+    Files under ``exclude`` (the output folder, which may sit inside an input) are left out.
+
+    Raises:
+        FileNotFoundError: an input does not exist.
+    """
+    roots = [Path(p) for p in inputs]
+    missing = [str(r) for r in roots if not r.exists()]
+    if missing:
+        raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
+    skip = exclude.resolve() if exclude is not None else None
+    used: set[str] = set()
+    seen: set[Path] = set()
+    named: dict[str, Path] = {}
+    for root in roots:
+        label = _unique(root.resolve().name or "root", used) if len(roots) > 1 else None
+        if root.is_file():
+            found = [(root, label or root.name)]
+        else:
+            found = [(f, f"{label}/{relative_name(f, root)}" if label else relative_name(f, root))
+                     for f in find_radiographs(root)]
+        for path, name in found:
+            real = path.resolve()
+            if real in seen or (skip is not None and real.is_relative_to(skip)):
+                continue  # the same file reached through two inputs, or one of our overlays
+            seen.add(real)
+            named[name] = path
+    names = sorted(named)
+    return [named[n] for n in names], names
+
+
+class RadiographBatches(Dataset):
+    """Item k is the k-th batch of files, decoded and collated in one worker.
+
+    Batches are fixed slices of the sorted file list, so a resumed run feeds the network exactly the
+    batches an uninterrupted one does (padding inside a batch nudges scores) and writes the same files.
+    """
+
+    def __init__(self, images: FolderDataset, stamps: list[list[int] | None], batches: list[list[int]],
+                 preview_size: int | None) -> None:
+        self.images = images
+        self.stamps = stamps
+        self.batches = batches
+        self.preview_size = preview_size
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def _preview(self, index: int) -> Any:
+        try:  # read again rather than widen FolderDataset: overlays are an occasional viewing aid
+            image = read_radiograph(self.images.files[index]).image
+        except Exception:  # noqa: BLE001 - no overlay is better than no result
+            return None
+        return to_uint8(resize_longest(image, min(self.preview_size, max(image.shape))))
+
+    def __getitem__(self, k: int) -> tuple[list[Tensor], list[dict[str, Any]]]:
+        samples = []
+        for i in self.batches[k]:
+            image, meta = self.images[i]
+            meta["stamp"] = self.stamps[i]
+            if self.preview_size and meta["error"] is None:
+                meta["preview"] = self._preview(i)
+            samples.append((image, meta))
+        return detection_collate(samples)
+
+
+def _as_collated(batch: Any) -> Any:
+    return batch  # items are whole batches already; the default would turn previews into tensors
+
+
+class DetectionModule(pl.LightningModule):
+    """``CalcinosisPredictor`` as a LightningModule: ``predict_step`` returns journal records."""
+
+    def __init__(self, predictor: CalcinosisPredictor, tta: bool) -> None:
+        super().__init__()
+        self.predictor = predictor
+        self.model = predictor.model  # registered, so Lightning moves it to the rank's device
+        self.tta = tta
+
+    def on_predict_start(self) -> None:
+        self.predictor.device = self.device
+
+    def _detect(self, images: list[Tensor], metas: list[dict]) -> list[Detections]:
+        return self.predictor.detect_batch(images, [m["original_size"] for m in metas], tta=self.tta)
+
+    def predict_step(self, batch: tuple[list[Tensor], list[dict]], batch_idx: int) -> list[dict[str, Any]]:
+        images, metas = batch
+        ok = [i for i, m in enumerate(metas) if m["error"] is None]
+        found: dict[int, Detections] = {}
+        errors: dict[int, str] = {}
+        try:
+            if ok:
+                dets = self._detect([images[i] for i in ok], [metas[i] for i in ok])
+                found = dict(zip(ok, dets, strict=True))
+        except Exception:  # noqa: BLE001 - isolate the image that breaks the batch
+            for i in ok:
+                try:
+                    found[i] = self._detect([images[i]], [metas[i]])[0]
+                except Exception as exc:  # noqa: BLE001
+                    errors[i] = f"model failed: {type(exc).__name__}: {exc}"
+        records = []
+        for i, meta in enumerate(metas):
+            record = detect_writer.image_record(meta, found.get(i), self.predictor.class_names, errors.get(i))
+            if meta.get("preview") is not None:
+                record["preview"] = meta["preview"]
+            records.append(record)
+        return records
+
+
+class ImagesPerSecondBar(TQDMProgressBar):
+    """Lightning's bar (one step per batch) with images per second in the postfix."""
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_predict_start(trainer, pl_module)
+        self._images, self._start = 0, time.perf_counter()
+
+    def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+                             batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._images += len(outputs)
+        rate = self._images / max(time.perf_counter() - self._start, 1e-9)
+        self.predict_progress_bar.set_postfix({"img/s": f"{rate:.1f}"}, refresh=False)
+        super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+
+def _is_first_process() -> bool:
+    # Lightning's DDP launcher starts ranks > 0 by rerunning this command with LOCAL_RANK set.
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def pending_batches(names: list[str], stamps: list[list[int] | None], done: dict[str, dict],
+                    batch_size: int, overlay_dir: Path | None) -> list[list[int]]:
+    """The batches (fixed slices of the sorted list) holding an image without a journaled result."""
+    def finished(i: int) -> bool:
+        record = done.get(names[i])
+        if record is None or record.get("stamp") != stamps[i]:  # new, or changed since
+            return False
+        return overlay_dir is None or record["status"] != "ok" or \
+            detect_writer.safe_output_path(overlay_dir, names[i], ".png").is_file()
+
+    batches = [list(range(s, min(s + batch_size, len(names)))) for s in range(0, len(names), batch_size)]
+    return [b for b in batches if not all(finished(i) for i in b)]
+
+
+def run_predict(args: argparse.Namespace, predictor: CalcinosisPredictor, dataset: RadiographBatches,
+                journal: Path, overlay_dir: Path | None) -> tuple[pl.Trainer, float]:
+    """Detect on ``dataset`` with Lightning, journaling as it goes; returns (trainer, seconds)."""
+    cuda = torch.cuda.is_available()
+    loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=cuda,
+                        collate_fn=_as_collated)
+    writer = detect_writer.JournalWriter(journal, overlay_dir)
+    trainer = pl.Trainer(accelerator="cuda" if cuda else "cpu", devices=args.devices, logger=False,
+                         enable_checkpointing=False, enable_model_summary=False, default_root_dir=args.output,
+                         callbacks=[writer, ImagesPerSecondBar()])
+    trainer.predict(DetectionModule(predictor, args.tta), dataloaders=loader, return_predictions=False)
+    trainer.strategy.barrier("detect-merge")  # every rank's journal is complete past this point
+    return trainer, writer.finished - writer.started
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``calcidet detect``; returns the exit status (0 ok, 2 bad arguments or settings)."""
+    args = parse_args(argv)
+    started = time.perf_counter()
+    # Items are whole batches (see RadiographBatches), so Lightning cannot list sample indices.
+    warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
+    out = Path(args.output)
+    try:
+        files, names = collect_inputs(args.inputs, exclude=out)
+    except FileNotFoundError as exc:
+        print(f"calcidet detect: {exc}", file=sys.stderr)
+        return 2
+    if not files:
+        print(f"calcidet detect: no radiographs found under {', '.join(args.inputs)}", file=sys.stderr)
+        return 2
+    predictor = CalcinosisPredictor.from_checkpoint(args.checkpoint, "cpu", args.threshold)
+    info = predictor.checkpoint
+    source = ("--threshold" if args.threshold is not None
+              else "checkpoint" if info.get("operating_threshold") is not None else "default")
+    settings = {"checkpoint_sha256": info["sha256"], "threshold": predictor.threshold, "tta": args.tta}
+    out.mkdir(parents=True, exist_ok=True)
+    journal = out / detect_writer.JOURNAL_DIR
+    if _is_first_process():
+        try:
+            detect_writer.prepare_journal(out, settings, args.overwrite)
+        except detect_writer.JournalMismatchError as exc:
+            print(f"calcidet detect: {exc}", file=sys.stderr)
+            return 2
+
+    stamps = [detect_writer.file_stamp(f) for f in files]
+    overlay_dir = out / "overlays" if args.overlays else None
+    todo = pending_batches(names, stamps, detect_writer.read_journal(journal), args.batch_size, overlay_dir)
+    processed, predict_s = sum(len(b) for b in todo), 0.0
+    if todo:
+        dataset = RadiographBatches(FolderDataset(files, names, predictor.image_size), stamps, todo,
+                                    OVERLAY_SIZE if args.overlays else None)
+        trainer, predict_s = run_predict(args, predictor, dataset, journal, overlay_dir)
+        if trainer.global_rank != 0:
+            return 0  # rank 0 writes the final files
+
+    done = detect_writer.read_journal(journal)
+    records = []
+    for path, name, stamp in zip(files, names, stamps, strict=True):
+        record = done.get(name)
+        if record is None or record.get("stamp") != stamp:  # should not happen: say so in the output
+            meta = {"name": name, "path": str(path), "stamp": stamp}
+            record = detect_writer.image_record(meta, None, [], "no result was journaled for this file")
+        records.append(record)
+    counts = detect_writer.write_final_files(records, out, predictor.class_names)
+    run = {
+        "command": "calcidet detect", "arguments": vars(args), "versions": detect_writer.package_versions(),
+        "checkpoint": info, "class_names": predictor.class_names,
+        "threshold": predictor.threshold, "threshold_source": source, "tta": args.tta,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "counts": {"images": len(records), **counts, "processed_this_run": processed,
+                   "reused_from_journal": len(records) - processed},
+        "timing": {"total_s": round(time.perf_counter() - started, 3), "predict_s": round(predict_s, 3),
+                   "images_per_s": round(processed / predict_s, 3) if predict_s > 0 else None},
+    }
+    detect_writer.atomic_write_text(out / "run.json", json.dumps(run, indent=2, default=str))
+    print(f"calcidet detect: {len(records)} images ({counts['ok']} ok, {counts['error']} failed), "
+          f"{counts['detections']} detections at threshold {predictor.threshold:g} ({source}); "
+          f"{processed} processed in {predict_s:.1f} s; results in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

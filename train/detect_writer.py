@@ -1,0 +1,256 @@
+"""Results of ``calcidet detect``: a crash-safe journal while it runs, the final files at the end.
+
+    calcidet detect INPUT... --checkpoint CKPT --output DIR
+
+Each batch's results are appended to ``DIR/.journal/rank<R>.jsonl`` (one JSON line per image, flushed
+and fsynced per batch) beside ``DIR/.journal/settings.json``, which holds what the results depend on
+(checkpoint SHA-256, threshold, TTA). A rerun reads the journal, skips what is done and appends the
+rest. At the end the journal becomes the final files, each written to a temporary file and renamed
+over the old one, so no reader ever sees half a file; rows are sorted by image name, so a resumed run
+writes the same files as an uninterrupted one:
+
+- ``detections.csv``: one row per box, in original-image pixels (``data.contract``);
+- ``images.csv``: one row per image found, failed ones included, with the reason;
+- ``detections.json``: COCO results (``image_id``, ``category_id``, ``bbox`` as x, y, w, h,
+  ``score``) plus ``images``, a name -> id mapping: the id is 1 + the image's position in the sorted
+  list of all names (failed images keep theirs), so ids are stable for a given set of inputs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import cv2
+import numpy as np
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import BasePredictionWriter
+
+from model.inference import Detections
+
+JOURNAL_DIR = ".journal"
+FINAL_FILES = ("detections.csv", "images.csv", "detections.json", "run.json")
+DETECTION_COLUMNS = ["image", "x_min", "y_min", "x_max", "y_max", "confidence", "label", "width_mm", "height_mm"]
+IMAGE_COLUMNS = ["image", "status", "reason", "width", "height", "pixel_spacing_row_mm", "pixel_spacing_col_mm",
+                 "spacing_source", "format", "num_detections", "max_confidence"]
+
+
+class JournalMismatchError(RuntimeError):
+    """The output folder holds results made with different settings."""
+
+
+def file_stamp(path: str | Path) -> list[int] | None:
+    """Size and modification time (a journal record is reused only while the file is unchanged)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # vanished since it was listed: the reader will say so
+    return [st.st_size, st.st_mtime_ns]
+
+
+def package_versions() -> dict[str, str]:
+    """Versions that shape the results, for run.json."""
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("calcidet", "torch", "torchvision", "pytorch-lightning"):
+        try:
+            out[pkg.replace("-", "_")] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg.replace("-", "_")] = "unknown"
+    return out
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: all or nothing."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def safe_output_path(root: Path, name: str, suffix: str = "") -> Path:
+    """``root/name+suffix`` with ``..``, absolute parts and drive letters removed: always inside root."""
+    parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", ".", "..", "/")]
+    parts = [p.replace(":", "_") for p in parts] or ["_"]
+    return root.joinpath(*parts[:-1], parts[-1] + suffix)
+
+
+def prepare_journal(out_dir: Path, settings: dict[str, Any], overwrite: bool) -> Path:
+    """Create ``out_dir/.journal`` for ``settings``, or check that an existing one was made with them.
+
+    Raises:
+        JournalMismatchError: the journal's settings differ and ``overwrite`` is False.
+    """
+    journal = out_dir / JOURNAL_DIR
+    settings_file = journal / "settings.json"
+    if overwrite:
+        shutil.rmtree(journal, ignore_errors=True)
+        for name in FINAL_FILES:
+            (out_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(out_dir / "overlays", ignore_errors=True)
+    elif settings_file.is_file():
+        old = json.loads(settings_file.read_text())
+        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        if diff:
+            lines = "\n".join(f"  {k}: before {a!r}, now {b!r}" for k, (a, b) in diff.items())
+            raise JournalMismatchError(
+                f"{out_dir} holds results made with other settings:\n{lines}\n"
+                "Use another --output folder, or --overwrite to discard the earlier results."
+            )
+        return journal
+    journal.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(settings_file, json.dumps(settings, indent=2, sort_keys=True))
+    return journal
+
+
+def read_journal(journal: Path) -> dict[str, dict[str, Any]]:
+    """One record per image from all ranks' journals (a later line wins); torn lines are skipped."""
+    records: dict[str, dict[str, Any]] = {}
+    for path in sorted(journal.glob("rank*.jsonl")):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # the last line of a killed run
+                if isinstance(record, dict) and "image" in record:
+                    records[record["image"]] = record
+    return records
+
+
+def image_record(meta: dict[str, Any], found: Detections | None, class_names: list[str],
+                 error: str | None = None) -> dict[str, Any]:
+    """One journal line: what ``images.csv`` and ``detections.csv`` need about an image."""
+    error = error or meta.get("error")
+    record: dict[str, Any] = {
+        "image": meta["name"], "path": meta["path"], "stamp": meta["stamp"],
+        "status": "error" if error else "ok", "reason": error or "",
+        "height": None, "width": None, "pixel_spacing_mm": meta.get("pixel_spacing_mm"),
+        "spacing_source": meta.get("spacing_source"), "format": meta.get("source_format"),
+        "boxes": [], "scores": [], "labels": [],
+    }
+    if meta.get("original_size") is not None:
+        record["height"], record["width"] = (int(v) for v in meta["original_size"])
+    if record["pixel_spacing_mm"] is not None:
+        record["pixel_spacing_mm"] = [float(v) for v in record["pixel_spacing_mm"]]
+    if found is not None and not error:
+        record["boxes"] = np.round(found.boxes.astype(np.float64), 3).tolist()
+        record["scores"] = np.round(found.scores.astype(np.float64), 6).tolist()
+        record["labels"] = [class_names[int(k) - 1] for k in found.labels]
+    return record
+
+
+def write_overlay(path: Path, preview: np.ndarray, record: dict[str, Any]) -> None:
+    """Draw ``record``'s boxes and confidences on ``preview`` (a downscaled uint8 copy) as a PNG."""
+    canvas = cv2.cvtColor(preview, cv2.COLOR_GRAY2BGR)
+    scale = preview.shape[1] / record["width"]  # boxes are in original pixels
+    thick = max(1, round(preview.shape[1] / 500))
+    for (x1, y1, x2, y2), score in zip(record["boxes"], record["scores"], strict=True):
+        p1, p2 = (round(x1 * scale), round(y1 * scale)), (round(x2 * scale), round(y2 * scale))
+        cv2.rectangle(canvas, p1, p2, (0, 200, 255), thick, cv2.LINE_AA)
+        cv2.putText(canvas, f"{score:.2f}", (p1[0], max(p1[1] - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.5 * thick, (0, 200, 255), thick, cv2.LINE_AA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, png = cv2.imencode(".png", canvas)
+    if ok:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(png.tobytes())
+        os.replace(tmp, path)
+
+
+class JournalWriter(BasePredictionWriter):
+    """Appends each batch's records to this rank's journal (and draws overlays) as they come.
+
+    ``predict_step`` returns a list of ``image_record`` dicts; a record may carry ``preview`` (a
+    uint8 image for the overlay), which is drawn and dropped before the record is journaled.
+    """
+
+    def __init__(self, journal: Path, overlay_dir: Path | None = None) -> None:
+        super().__init__(write_interval="batch")
+        self.journal = journal
+        self.overlay_dir = overlay_dir
+        self.images_done = 0
+        self.started = self.finished = 0.0
+        self._file: io.TextIOWrapper | None = None
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        path = self.journal / f"rank{trainer.global_rank}.jsonl"
+        if path.exists():  # cut a torn last line so that the next record starts on a line of its own
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                with open(path, "r+b") as f:
+                    f.truncate(data.rfind(b"\n") + 1)
+        self._file = open(path, "a", encoding="utf-8")
+        self.started = time.perf_counter()
+
+    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
+                           batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        lines = []
+        for record in prediction:
+            preview = record.pop("preview", None)
+            if self.overlay_dir is not None and preview is not None:
+                write_overlay(safe_output_path(self.overlay_dir, record["image"], ".png"), preview, record)
+            lines.append(json.dumps(record) + "\n")
+        assert self._file is not None
+        self._file.write("".join(lines))
+        self._file.flush()
+        os.fsync(self._file.fileno())  # a batch on disk survives a kill or a power cut
+        self.images_done += len(lines)
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.finished = time.perf_counter()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def write_final_files(records: list[dict[str, Any]], out_dir: Path, class_names: list[str]) -> dict[str, int]:
+    """Write ``detections.csv``, ``images.csv`` and ``detections.json`` from journal records.
+
+    Returns:
+        counts of images ``ok`` and ``error`` and of ``detections``.
+    """
+    records = sorted(records, key=lambda r: r["image"])
+    det_csv, img_csv = io.StringIO(), io.StringIO()
+    det_rows, img_rows = csv.writer(det_csv, lineterminator="\n"), csv.writer(img_csv, lineterminator="\n")
+    det_rows.writerow(DETECTION_COLUMNS)
+    img_rows.writerow(IMAGE_COLUMNS)
+    coco: list[dict[str, Any]] = []
+    ids = {r["image"]: i + 1 for i, r in enumerate(records)}
+    counts = {"ok": 0, "error": 0, "detections": 0}
+    for r in records:
+        counts[r["status"]] += 1
+        counts["detections"] += len(r["scores"])
+        row_mm, col_mm = r["pixel_spacing_mm"] or (None, None)
+        for (x1, y1, x2, y2), score, label in zip(r["boxes"], r["scores"], r["labels"], strict=True):
+            w_mm = (x2 - x1) * col_mm if col_mm else None
+            h_mm = (y2 - y1) * row_mm if row_mm else None
+            det_rows.writerow([r["image"], _fmt(x1, 2), _fmt(y1, 2), _fmt(x2, 2), _fmt(y2, 2), _fmt(score, 4),
+                               label, _fmt(w_mm, 2), _fmt(h_mm, 2)])
+            coco.append({"image_id": ids[r["image"]], "category_id": class_names.index(label) + 1,
+                         "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                         "score": round(score, 4)})
+        img_rows.writerow([
+            r["image"], r["status"], r["reason"], r["width"] or "", r["height"] or "",
+            _fmt(row_mm, 6), _fmt(col_mm, 6), r["spacing_source"] or "", r["format"] or "",
+            len(r["scores"]), _fmt(max(r["scores"]) if r["scores"] else None, 4),
+        ])
+    results = {"images": ids, "categories": [{"id": i + 1, "name": n} for i, n in enumerate(class_names)],
+               "detections": coco}
+    atomic_write_text(out_dir / "detections.csv", det_csv.getvalue())
+    atomic_write_text(out_dir / "images.csv", img_csv.getvalue())
+    atomic_write_text(out_dir / "detections.json", json.dumps(results, indent=1))
+    return counts

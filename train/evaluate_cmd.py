@@ -1,0 +1,223 @@
+"""``calcidet evaluate``: score ``calcidet detect``'s CSV against COCO ground truth.
+
+    calcidet detect synth/test/images --checkpoint CKPT --output results/ --threshold 0.05
+    calcidet evaluate --gt synth/test/annotations.json --pred results/detections.csv --out report/
+
+Metrics come from ``model.metrics`` (the code validation logs with): COCO AP and AP50 (pycocotools),
+lesion-level FROC at 1/8..8 false positives per image over all images (negatives included) and its
+CPM, image-level AUROC, each with a bootstrap 95% interval over images. Writes
+``report/metrics.json``, ``report/froc.png`` and ``report/pr_curve.png`` and prints a table.
+
+Image names: the CSV's ``image`` (relative to detect's input folder) is matched to the COCO
+``file_name`` (relative to the JSON's folder) exactly, or else after dropping the leading folders that
+all names on one side share (detect run on ``test/images`` against ``file_name`` ``images/x.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from data.coco import CocoFormatError, CocoIndex, load_coco
+from model.metrics import (
+    ImageResult,
+    bootstrap_detection_metrics,
+    detection_metrics,
+    froc_curve,
+    pr_curve,
+)
+from train.detect_writer import DETECTION_COLUMNS
+from train.report_plots import plot_froc, plot_pr
+
+EVAL_THRESHOLD = 0.05  # detect threshold we recommend for evaluation runs (the training score floor)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="calcidet evaluate", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 2)[2])
+    p.add_argument("--gt", required=True, help="COCO annotations.json (ground truth)")
+    p.add_argument("--pred", required=True, help="detections.csv written by calcidet detect")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--hit-iou", type=float, default=0.3, help="IoU at which a detection finds a lesion (FROC)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap samples for 95%% intervals (0: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    return p.parse_args(argv)
+
+
+def read_detections(path: Path) -> dict[str, list[tuple[list[float], float, str]]]:
+    """``detections.csv`` rows grouped by image: (xyxy box, confidence, label name)."""
+    found: dict[str, list[tuple[list[float], float, str]]] = defaultdict(list)
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        header = next(rows, [])
+        if header[:7] != DETECTION_COLUMNS[:7]:
+            raise ValueError(f"{path}: expected columns {','.join(DETECTION_COLUMNS[:7])}, got {','.join(header)}")
+        for row in rows:
+            found[row[0]].append(([float(v) for v in row[1:5]], float(row[5]), row[6]))
+    return found
+
+
+def read_image_table(pred: Path) -> dict[str, dict[str, str]] | None:
+    """``images.csv`` beside the detections (every image detect saw), or None if absent."""
+    path = pred.with_name("images.csv")
+    if not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["image"]: row for row in csv.DictReader(f)}
+
+
+def _strip_common_folders(names: list[str]) -> dict[str, str]:
+    parts = [PurePosixPath(n).parts for n in names]
+    common = 0
+    while parts and all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
+        common += 1
+    return {n: "/".join(p[common:]) for n, p in zip(names, parts, strict=True)}
+
+
+def match_names(gt_names: list[str], pred_names: list[str]) -> tuple[dict[str, str], str]:
+    """Map predicted names to GT names by the rule that matches the most; returns (map, rule)."""
+    gt_plain = {n: n for n in gt_names}
+    pred_plain = {n: n for n in pred_names}
+    gt_strip, pred_strip = _strip_common_folders(gt_names), _strip_common_folders(pred_names)
+    best: tuple[dict[str, str], str] = ({}, "no rule matched any name")
+    for rule, gt_key, pred_key in (("exact", gt_plain, pred_plain),
+                                   ("common leading folders of GT names dropped", gt_strip, pred_plain),
+                                   ("common leading folders of predicted names dropped", gt_plain, pred_strip),
+                                   ("common leading folders dropped on both sides", gt_strip, pred_strip)):
+        by_key = {k: g for g, k in gt_key.items()}
+        if len(by_key) != len(gt_key):
+            continue  # the rule would merge two GT images
+        mapping = {p: by_key[k] for p, k in pred_key.items() if k in by_key}
+        if len(mapping) > len(best[0]):
+            best = (mapping, rule)
+    return best
+
+
+def _clean(value: Any) -> Any:
+    """NaN -> None recursively: JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def build_results(index: CocoIndex, names: list[str], found: dict[str, list], to_gt: dict[str, str]) -> list[ImageResult]:
+    """ImageResults of the GT images in ``names`` (GT file names), detections from ``found``."""
+    by_gt = defaultdict(list)
+    for pred_name, rows in found.items():
+        if pred_name in to_gt:
+            by_gt[to_gt[pred_name]].extend(rows)
+    wanted = set(names)
+    results = []
+    for im in index.images:
+        if im.file_name not in wanted:
+            continue
+        rows = by_gt[im.file_name]
+        unknown = {label for _, _, label in rows} - set(index.class_names)
+        if unknown:
+            raise ValueError(f"labels {sorted(unknown)} are not GT classes {index.class_names}")
+        results.append(ImageResult(
+            image_id=im.id, gt_boxes=im.boxes, gt_labels=im.labels,
+            boxes=np.asarray([b for b, _, _ in rows], np.float32).reshape(-1, 4),
+            scores=np.asarray([s for _, s, _ in rows], np.float32),
+            labels=np.asarray([index.class_names.index(lab) + 1 for _, _, lab in rows], np.int64)))
+    return results
+
+
+def _print_table(metrics: dict[str, float], ci: dict[str, tuple[float, float]]) -> None:
+    print(f"{'metric':<18}{'value':>8}   95% CI")
+    for key, value in metrics.items():
+        low, high = ci.get(key, (math.nan, math.nan))
+        interval = f"[{low:.3f}, {high:.3f}]" if math.isfinite(low) else "-"
+        print(f"{key:<18}{value:>8.3f}   {interval}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``calcidet evaluate``; returns the exit status (0 ok, 2 unusable inputs)."""
+    args = parse_args(argv)
+    pred, out = Path(args.pred), Path(args.out)
+    try:
+        index = load_coco(args.gt, check_files=False)
+        found = read_detections(pred)
+    except (CocoFormatError, OSError, ValueError) as exc:
+        print(f"calcidet evaluate: {exc}", file=sys.stderr)
+        return 2
+    table = read_image_table(pred)
+    run_file = pred.with_name("run.json")
+    threshold = json.loads(run_file.read_text()).get("threshold") if run_file.is_file() else None
+    pred_names = sorted(table) if table is not None else sorted(found)
+    gt_names = [im.file_name for im in index.images]
+    to_gt, rule = match_names(gt_names, pred_names)
+    if not to_gt:
+        print(f"calcidet evaluate: no image of {pred} matches a file_name in {args.gt} "
+              f"(e.g. {pred_names[:3]} vs {gt_names[:3]})", file=sys.stderr)
+        return 2
+    unmatched = [n for n in pred_names if n not in to_gt]
+    failed = [to_gt[n] for n in to_gt if table is not None and table[n]["status"] != "ok"]
+    matched_gt = set(to_gt.values())
+    not_run = [g for g in gt_names if g not in matched_gt] if table is not None else []
+    evaluated = [g for g in gt_names if g not in set(failed) | set(not_run)]
+    try:
+        results = build_results(index, evaluated, found, to_gt)
+    except ValueError as exc:
+        print(f"calcidet evaluate: {exc}", file=sys.stderr)
+        return 2
+
+    metrics = detection_metrics(results, args.hit_iou)
+    curve = froc_curve(results, args.hit_iou)
+    recall, precision = pr_curve(results)
+    ci = bootstrap_detection_metrics(results, args.hit_iou, args.bootstrap, args.seed) if args.bootstrap > 0 else {}
+    notes = [f"names matched: {rule} ({len(to_gt)} of {len(pred_names)} predicted images)"]
+    if threshold is not None:
+        notes.append(f"detect kept detections scoring >= {threshold:g}: curves and AP see nothing below it"
+                     + ("" if threshold <= EVAL_THRESHOLD else
+                        f"; for evaluation rerun detect with --threshold {EVAL_THRESHOLD}"))
+    if unmatched:
+        notes.append(f"{len(unmatched)} predicted images are not in the ground truth (ignored), e.g. {unmatched[:5]}")
+    if failed:
+        notes.append(f"{len(failed)} images failed in detect and are left out, e.g. {failed[:5]}")
+    if not_run:
+        notes.append(f"{len(not_run)} GT images were not in the detect run and are left out, e.g. {not_run[:5]}")
+    if table is None:
+        notes.append("no images.csv beside the CSV: GT images without rows are taken as having no detections")
+
+    out.mkdir(parents=True, exist_ok=True)
+    ci_at_rates = {r: ci[f"froc_sens@{r:g}fp"] for r in curve.at_rates if f"froc_sens@{r:g}fp" in ci}
+    plot_froc(curve, out / "froc.png", ci_at_rates or None)
+    plot_pr(recall, precision, out / "pr_curve.png", metrics["map_50"])
+    report = {
+        "metrics": metrics, "ci95": ci, "bootstrap_samples": args.bootstrap, "hit_iou": args.hit_iou,
+        "detect_threshold": threshold, "notes": notes,
+        "counts": {"gt_images": len(gt_names), "evaluated_images": len(results),
+                   "positive_images": sum(len(r.gt_boxes) > 0 for r in results),
+                   "lesions": curve.num_lesions, "detections": int(sum(len(r.scores) for r in results)),
+                   "failed_in_detect": len(failed), "not_in_detect_run": len(not_run),
+                   "unmatched_predictions": len(unmatched)},
+        "unmatched_predictions": unmatched, "failed_in_detect": failed, "not_in_detect_run": not_run,
+        "froc": {"fp_per_image": curve.fp_per_image.tolist(), "sensitivity": curve.sensitivity.tolist(),
+                 "thresholds": curve.thresholds.tolist()},
+        "pr_curve": {"recall": recall.tolist(), "precision": precision.tolist()},
+        "inputs": {"gt": str(args.gt), "pred": str(pred)},
+    }
+    (out / "metrics.json").write_text(json.dumps(_clean(report), indent=2))
+    _print_table(metrics, ci)
+    for note in notes:
+        print(f"note: {note}")
+    print(f"report: {out / 'metrics.json'}, {out / 'froc.png'}, {out / 'pr_curve.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
