@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         if not argv:
             return 2
-    cli_main(argv)
+    cli_main(None if argv == sys.argv[1:] else argv)  # None: LightningCLI reads sys.argv itself
     return 0
 
 
