@@ -29,13 +29,16 @@ demo: $(STAMP)
 	$(BIN)/calcidet fit --config configs/demo.yaml
 	$(BIN)/calcidet test --config configs/demo.yaml --ckpt_path $(DEMO_OUT)/runs/checkpoints/last.ckpt
 	$(BIN)/calcidet detect $(DEMO_OUT)/synth/test/images --checkpoint $(DEMO_OUT)/runs/checkpoints/last.ckpt \
-	  --output $(DEMO_OUT)/detect --threshold 0.05 --overlays --overwrite
-	$(BIN)/calcidet evaluate --gt $(DEMO_OUT)/synth/test/annotations.json --pred $(DEMO_OUT)/detect/detections.csv \
+	  --output $(DEMO_OUT)/detect --overlays --overwrite
+	@# Evaluation needs the whole score range, not only what passes the operating threshold.
+	$(BIN)/calcidet detect $(DEMO_OUT)/synth/test/images --checkpoint $(DEMO_OUT)/runs/checkpoints/last.ckpt \
+	  --output $(DEMO_OUT)/detect_all --threshold 0.05 --overwrite
+	$(BIN)/calcidet evaluate --gt $(DEMO_OUT)/synth/test/annotations.json --pred $(DEMO_OUT)/detect_all/detections.csv \
 	  --out $(DEMO_OUT)/report
 	@echo
 	@echo "Synthetic data and preview: $(DEMO_OUT)/synth/ (test/preview.png)"
 	@echo "Checkpoints:               $(DEMO_OUT)/runs/checkpoints/ (last.ckpt, best-*.ckpt)"
-	@echo "Detections:                $(DEMO_OUT)/detect/ (detections.csv, images.csv, overlays/)"
+	@echo "Detections:                $(DEMO_OUT)/detect/ (operating threshold; detections.csv, images.csv, overlays/)"
 	@echo "Evaluation report:         $(DEMO_OUT)/report/ (metrics.json, froc.png, pr_curve.png)"
 
 test: $(STAMP)
