@@ -54,6 +54,7 @@ def main() -> None:
     args = p.parse_args()
 
     files, names = collect_inputs([args.images])
+    threads = torch.get_num_threads()  # detect gives cores to its workers; the model alone gets all
     with tempfile.TemporaryDirectory() as out:
         argv = [args.images, "--checkpoint", args.checkpoint, "--output", out, "--batch-size",
                 str(args.batch_size), "--num-workers", str(args.num_workers)]
@@ -65,10 +66,11 @@ def main() -> None:
         run = json.loads((Path(out) / "run.json").read_text())
     loop_rate = run["timing"]["images_per_s"]
     e2e_rate = len(files) / wall
+    detect_threads = run["torch_threads"]
     model_rate, decoded = model_only(args.checkpoint, files, names, args.batch_size, args.threshold)
 
-    print(f"\nimages: {len(files)} ({decoded} readable), batch size {args.batch_size}, "
-          f"{args.num_workers} workers, torch threads {torch.get_num_threads()}, device cpu")
+    print(f"\nimages: {len(files)} ({decoded} readable), batch size {args.batch_size}, device cpu; "
+          f"detect: {args.num_workers} workers + {detect_threads} torch threads; model only: {threads} threads")
     print(f"end to end, predict loop (read + model + journal):  {loop_rate:8.2f} images/s")
     print(f"end to end, whole command (incl. start-up, files):  {e2e_rate:8.2f} images/s  ({wall:.1f} s)")
     print(f"model only (detect_batch on decoded images):        {model_rate:8.2f} images/s")

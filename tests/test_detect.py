@@ -124,9 +124,9 @@ def test_rerun_with_other_settings_is_refused(tiny_synth, checkpoint, tmp_path, 
     assert json.loads((tmp_path / "out" / "run.json").read_text())["threshold"] == 0.3
 
 
-def _detect_cmd(images: Path, checkpoint: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "train.cli", "detect", str(images), "--checkpoint", str(checkpoint),
-            "--output", str(out), "--threshold", "0.01", "--batch-size", "2", "--num-workers", "0"]
+def _detect_args(images: Path, checkpoint: Path, out: Path) -> list[str]:
+    return [str(images), "--checkpoint", str(checkpoint), "--output", str(out), "--threshold", "0.01",
+            "--batch-size", "2", "--num-workers", "0"]
 
 
 @pytest.mark.slow
@@ -138,8 +138,8 @@ def test_killed_run_resumes_to_the_same_files(tiny_synth, checkpoint, tmp_path) 
             shutil.copy(src, images / f"set{copy}" / src.name)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_detect_cmd(images, checkpoint, killed), cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "train.cli", "detect", *_detect_args(images, checkpoint, killed)]
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = killed / ".journal" / "rank0.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -153,9 +153,9 @@ def test_killed_run_resumes_to_the_same_files(tiny_synth, checkpoint, tmp_path) 
     done_before = len(read_journal(killed / ".journal"))
     assert 0 < done_before < 32
 
-    subprocess.run(_detect_cmd(images, checkpoint, killed), cwd=REPO, env=env, check=True, capture_output=True)
+    assert detect_main(_detect_args(images, checkpoint, killed)) == 0  # rerun: resumes
     straight = tmp_path / "straight"
-    subprocess.run(_detect_cmd(images, checkpoint, straight), cwd=REPO, env=env, check=True, capture_output=True)
+    assert detect_main(_detect_args(images, checkpoint, straight)) == 0
 
     run = json.loads((killed / "run.json").read_text())
     assert run["counts"]["reused_from_journal"] >= done_before - 1  # a torn batch is redone

@@ -32,6 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
 from model.inference import Detections
@@ -154,11 +155,15 @@ def write_overlay(path: Path, preview: np.ndarray, record: dict[str, Any]) -> No
     canvas = cv2.cvtColor(preview, cv2.COLOR_GRAY2BGR)
     scale = preview.shape[1] / record["width"]  # boxes are in original pixels
     thick = max(1, round(preview.shape[1] / 500))
-    for (x1, y1, x2, y2), score in zip(record["boxes"], record["scores"], strict=True):
+    found = sorted(zip(record["scores"], record["boxes"], strict=True), key=lambda sb: sb[0])
+    for score, (x1, y1, x2, y2) in found:  # highest score drawn last, on top
         p1, p2 = (round(x1 * scale), round(y1 * scale)), (round(x2 * scale), round(y2 * scale))
         cv2.rectangle(canvas, p1, p2, (0, 200, 255), thick, cv2.LINE_AA)
-        cv2.putText(canvas, f"{score:.2f}", (p1[0], max(p1[1] - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.5 * thick, (0, 200, 255), thick, cv2.LINE_AA)
+        label, font, scale = f"{score:.2f}", cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick
+        (tw, th), base = cv2.getTextSize(label, font, scale, thick)
+        top = p1[1] - th - base - thick if p1[1] - th - base - thick >= 0 else p1[1] + thick  # inside at the edge
+        cv2.rectangle(canvas, (p1[0], top), (p1[0] + tw, top + th + base), (0, 0, 0), -1)  # legible on bone
+        cv2.putText(canvas, label, (p1[0], top + th), font, scale, (0, 200, 255), thick, cv2.LINE_AA)
     path.parent.mkdir(parents=True, exist_ok=True)
     ok, png = cv2.imencode(".png", canvas)
     if ok:
@@ -178,7 +183,7 @@ class JournalWriter(BasePredictionWriter):
         super().__init__(write_interval="batch")
         self.journal = journal
         self.overlay_dir = overlay_dir
-        self.images_done = 0
+        self.images_done, self.torch_threads = 0, 0
         self.started = self.finished = 0.0
         self._file: io.TextIOWrapper | None = None
 
@@ -190,7 +195,7 @@ class JournalWriter(BasePredictionWriter):
                 with open(path, "r+b") as f:
                     f.truncate(data.rfind(b"\n") + 1)
         self._file = open(path, "a", encoding="utf-8")
-        self.started = time.perf_counter()
+        self.started, self.torch_threads = time.perf_counter(), torch.get_num_threads()
 
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
                            batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:

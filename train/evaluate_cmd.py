@@ -212,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         "inputs": {"gt": str(args.gt), "pred": str(pred)},
     }
     (out / "metrics.json").write_text(json.dumps(_clean(report), indent=2))
+    c = report["counts"]
+    print(f"{c['evaluated_images']} images ({c['positive_images']} with lesions, {c['lesions']} lesions), "
+          f"{c['detections']} detections, FROC hit IoU {args.hit_iou}, {args.bootstrap} bootstrap samples")
     _print_table(metrics, ci)
     for note in notes:
         print(f"note: {note}")
