@@ -49,6 +49,8 @@ def test_match_names_tries_exact_then_drops_shared_folders() -> None:
     assert mapping == {"a.png": "images/a.png", "b.dcm": "images/b.dcm"} and "GT" in rule
     mapping, rule = match_names(gt, ["test/images/a.png", "test/images/b.dcm"])  # run on the parent
     assert mapping == {"test/images/a.png": "images/a.png", "test/images/b.dcm": "images/b.dcm"}
+    mapping, rule = match_names(gt, ["test/images/a.png", "train/images/z.png"])  # run on all splits
+    assert mapping == {"test/images/a.png": "images/a.png"} and "ends with" in rule
     assert match_names(gt, ["x.png"])[0] == {}
 
 

@@ -43,13 +43,16 @@ threshold: default is the operating point stored in the checkpoint (the score gi
 false positives per image on validation), else {DEFAULT_THRESHOLD}. For `calcidet evaluate` runs use
 a low one (`--threshold 0.05`): evaluation only sees detections above it.
 
+speed: files are decoded by --num-workers processes while the network runs. Without a GPU each
+worker takes a core from the network; on a 2-4 core machine --num-workers 1 is usually fastest.
+
 outputs in DIR: detections.csv, images.csv, detections.json, run.json, overlays/ (--overlays) and
 .journal/ (resume state; rerun the same command to finish an interrupted run).
 """
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="calcidet detect", description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(prog="calcidet detect", description=__doc__.split("\n")[0].replace("``", ""),
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="folders (searched recursively) or files")
     p.add_argument("--checkpoint", required=True, help="calcidet checkpoint (.ckpt)")

@@ -10,7 +10,8 @@ CPM, image-level AUROC, each with a bootstrap 95% interval over images. Writes
 
 Image names: the CSV's ``image`` (relative to detect's input folder) is matched to the COCO
 ``file_name`` (relative to the JSON's folder) exactly, or else after dropping the leading folders that
-all names on one side share (detect run on ``test/images`` against ``file_name`` ``images/x.png``).
+all names on one side share (detect run on ``test/images`` against ``file_name`` ``images/x.png``),
+or else where one name ends with the other (detect run on ``synth/``: ``test/images/x.png``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ EVAL_THRESHOLD = 0.05  # detect threshold we recommend for evaluation runs (the 
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="calcidet evaluate", description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(prog="calcidet evaluate", description=__doc__.split("\n")[0].replace("``", ""),
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 2)[2])
     p.add_argument("--gt", required=True, help="COCO annotations.json (ground truth)")
@@ -99,7 +100,23 @@ def match_names(gt_names: list[str], pred_names: list[str]) -> tuple[dict[str, s
         mapping = {p: by_key[k] for p, k in pred_key.items() if k in by_key}
         if len(mapping) > len(best[0]):
             best = (mapping, rule)
-    return best
+    suffix = _match_suffixes(gt_names, pred_names)  # e.g. detect run on synth/ (test/images/x.png)
+    return (suffix, "one name ends with the other, unambiguously") if len(suffix) > len(best[0]) else best
+
+
+def _match_suffixes(gt_names: list[str], pred_names: list[str]) -> dict[str, str]:
+    by_file: dict[str, list[str]] = defaultdict(list)
+    for g in gt_names:
+        by_file[PurePosixPath(g).name].append(g)
+    mapping = {}
+    for p in pred_names:
+        hits = [g for g in by_file.get(PurePosixPath(p).name, [])
+                if p == g or p.endswith("/" + g) or g.endswith("/" + p)]
+        if len(hits) == 1:
+            mapping[p] = hits[0]
+    if len(set(mapping.values())) != len(mapping):
+        return {}  # two predicted images would share one GT image
+    return mapping
 
 
 def _clean(value: Any) -> Any:
