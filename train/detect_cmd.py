@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from data.dataset import FolderDataset, detection_collate, resize_longest, to_uint8
 from data.folders import find_radiographs, relative_name
 from data.readers import read_radiograph
+from model.checkpoint import CheckpointError
 from model.inference import DEFAULT_THRESHOLD, CalcinosisPredictor, Detections
 from train import detect_writer
 
@@ -264,7 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"calcidet detect: no radiographs found under {', '.join(args.inputs)}", file=sys.stderr)
         return 2
-    predictor = CalcinosisPredictor.from_checkpoint(args.checkpoint, "cpu", args.threshold)
+    try:
+        predictor = CalcinosisPredictor.from_checkpoint(args.checkpoint, "cpu", args.threshold)
+    except (CheckpointError, KeyError, RuntimeError) as exc:  # not a checkpoint, or not one of ours
+        print(f"calcidet detect: cannot use checkpoint {args.checkpoint}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 2
     info = predictor.checkpoint
     source = ("--threshold" if args.threshold is not None
               else "checkpoint" if info.get("operating_threshold") is not None else "default")
