@@ -1,7 +1,8 @@
-"""``calcidet synth``: write a COCO dataset of synthetic radiographs with calcinosis.
+"""``calcidet synth``: write a COCO dataset of synthetic radiographs with periarticular calcinosis.
 
     calcidet synth --out data/synth --n 200 --seed 1 --preview data/synth/preview.png
-    calcidet synth --out data/mine --n 500 --backgrounds /path/to/normal/films
+    calcidet synth --out data/mine --n 500 --seed 2 --backgrounds /path/to/normal/films
+    python -m train.synth_cmd --out /tmp/s --n 200 --seed 1 --preview /tmp/s/preview.png
 """
 
 from __future__ import annotations
@@ -13,24 +14,27 @@ from data.synth import synthesize
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: sys.argv), generate the dataset, optionally draw a preview; exit code."""
     parser = argparse.ArgumentParser(prog="calcidet synth", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="output folder (annotations.json, images/)")
     parser.add_argument("--n", type=int, default=200, help="number of films (default 200)")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed: same seed, identical files")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed: same seed, identical files (default 0)")
     parser.add_argument("--backgrounds", help="folder of real normal radiographs to insert lesions into")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    parser.add_argument("--dicom-fraction", type=float, default=0.15, help="share written as DICOM")
-    parser.add_argument("--min-size", type=int, default=800, help="smallest longest side, px")
-    parser.add_argument("--max-size", type=int, default=2500, help="largest longest side, px")
-    parser.add_argument("--preview", help="write a contact sheet PNG with the boxes drawn")
+    parser.add_argument("--dicom-fraction", type=float, default=0.15, help="share written as DICOM (default 0.15)")
+    parser.add_argument("--min-size", type=int, default=800, help="smallest longest side, px (default 800)")
+    parser.add_argument("--max-size", type=int, default=2500, help="largest longest side, px (default 2500)")
+    parser.add_argument("--preview", help="write a contact sheet PNG of the first 24 films with their boxes")
     args = parser.parse_args(argv)
-    if args.n < 1 or args.min_size > args.max_size:
-        parser.error("need --n >= 1 and --min-size <= --max-size")
-    report = synthesize(args.out, args.n, args.seed, backgrounds=args.backgrounds, workers=args.workers,
-                        dicom_fraction=args.dicom_fraction, size_range=(args.min_size, args.max_size))
-    print(f"{report.images} images ({report.lesions} lesions) in {report.seconds:.1f} s "
-          f"({report.images_per_s:.2f} images/s) -> {report.out_dir}/annotations.json")
+    if args.n < 1:
+        parser.error("--n must be at least 1")
+    if not 64 <= args.min_size <= args.max_size:
+        parser.error("need 64 <= --min-size <= --max-size")
+    if not 0.0 <= args.dicom_fraction <= 1.0:
+        parser.error("--dicom-fraction must be between 0 and 1")
+    synthesize(args.out, args.n, args.seed, backgrounds=args.backgrounds, workers=args.workers,
+               dicom_fraction=args.dicom_fraction, size_range=(args.min_size, args.max_size))
     if args.preview:
         print(f"preview: {write_contact_sheet(args.out, args.preview)}")
     return 0
