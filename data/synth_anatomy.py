@@ -315,7 +315,7 @@ def _digits(r: np.random.Generator, foot: bool) -> Plan:
         blocks = [(-21, 50, 11, 7, 55), (-7, 54, 8, 8, 0), (7, 52, 7, 7, 0), (12, 47, 5, 5, 0), (-26, 35, 9, 8, 30),
                   (-14, 36, 6, 7, 0), (-2, 40, 7, 11, 0), (11, 39, 8, 10, 0)]
     spread, gap = r.uniform(0.8, 1.3), 2.5 if foot else 2.2
-    bones = [Bone([_ell(*b)], max(b[2], b[3]), 1.2, smooth=1) for b in blocks]
+    bones = [Bone([_ell(b[0], b[1], 0.88 * b[2], 0.88 * b[3], b[4])], max(b[2], b[3]), 1.2, smooth=1) for b in blocks]
     body, margins, palm = [], [], []
     for k in range(5):
         a = np.radians(angles[k] * spread + r.uniform(-3, 3))
@@ -537,6 +537,14 @@ def anatomy_from_film(film: np.ndarray, rng: np.random.Generator) -> tuple[Anato
     inside = u8[body] if body.any() else u8.ravel()
     t_bone, _ = cv2.threshold(inside.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     bone = _keep_large(body & (u8 > t_bone), 0.003)
+    # Unexposed bands along the border (saturated white, as wide as the film) are neither bone nor a
+    # place for a mass: keep clear of them.
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((u8 >= 245).astype(np.uint8))
+    x, y, bw, bh = (stats[:, k] for k in range(4))
+    band = ((bw > 0.5 * ww) & ((y == 0) | (y + bh == hw)) & (bh < 0.25 * hw)) | \
+        ((bh > 0.5 * hw) & ((x == 0) | (x + bw == ww)) & (bw < 0.25 * ww))  # lying along its border
+    glare = cv2.dilate(np.isin(labels, np.flatnonzero(band[1:]) + 1).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    bone &= ~glare
     rows, cols = body.sum(1), body.sum(0)
     across = min(np.median(rows[rows > 0]) if rows.any() else ww, np.median(cols[cols > 0]) if cols.any() else hw)
     fov = 380.0 if body.mean() > 0.8 else 100.0 * max(hw, ww) / max(across, 1.0)
@@ -567,5 +575,5 @@ def anatomy_from_film(film: np.ndarray, rng: np.random.Generator) -> tuple[Anato
             offset = side * (half + rng.uniform(5, 25) / ws)
             vessels.append(centre + t * along + offset * normal + rng.normal(0, 3 / ws, (12, 2)))
     anatomy = Anatomy(np.zeros((hw, ww), np.float32), body, bone, medulla, ws, "background", "unknown", None,
-                      sites[:20], sites[20:], vessels)
+                      sites[:20], sites[20:], vessels, keepout=glare)
     return anatomy, ws * max(hw, ww) / max(h, w), gain

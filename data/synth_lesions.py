@@ -158,8 +158,12 @@ def _pts(points: np.ndarray) -> list[np.ndarray]:
     return [np.round(np.asarray(points) * 4).astype(np.int32)]  # 2 bits of sub-pixel precision
 
 
-def render_vascular(att: np.ndarray, rng: np.random.Generator, path: np.ndarray, spacing: float) -> list[float] | None:
-    """Tram-track calcification: two thin, interrupted parallel lines along a curving artery."""
+def render_vascular(att: np.ndarray, rng: np.random.Generator, path: np.ndarray, spacing: float,
+                    body: np.ndarray | None = None) -> list[float] | None:
+    """Tram-track calcification: two thin, interrupted parallel lines along a curving artery.
+
+    ``body``: optional mask (any resolution, same field of view): no plaque is drawn outside it.
+    """
     step = 1.0 / spacing  # resample the course every millimetre
     seg = np.linalg.norm(np.diff(path, axis=0), axis=1)
     dist = np.concatenate([[0], np.cumsum(seg)])
@@ -178,6 +182,12 @@ def render_vascular(att: np.ndarray, rng: np.random.Generator, path: np.ndarray,
         run = int(rng.uniform(3, 25))
         on[i:i + run] = rng.random() < 0.75
         i += run + int(rng.uniform(1, 6))
+    if body is not None:
+        f = body.shape[1] / att.shape[1]
+        ix = np.clip((pts * f).astype(int), 0, [body.shape[1] - 1, body.shape[0] - 1])
+        on &= body[ix[:, 1], ix[:, 0]]
+    if on.sum() < 5:
+        return None
     lo = pts.min(0) - half - 8
     canvas = np.zeros((int(np.ptp(pts[:, 1]) + 2 * half + 16), int(np.ptp(pts[:, 0]) + 2 * half + 16)), np.float32)
     thick = max(1, int(round(rng.uniform(0.4, 0.9) / spacing)))
@@ -200,23 +210,35 @@ def render_tendinitis(att: np.ndarray, rng: np.random.Generator, site: tuple, sp
     a, b = size / spacing / 2, size / spacing / 2 * rng.uniform(0.4, 0.8)
     ang = np.degrees(np.arctan2(dy, dx)) + 90 + rng.uniform(-40, 40)
     local, half = _draw(a, lambda cnv, o: cv2.ellipse(cnv, ((o, o), (2 * a, 2 * b), ang), 255, -1, cv2.LINE_AA), 0.8)
-    local = np.sqrt(local) * MU_CALCIUM * size * rng.uniform(0.6, 1.0)  # near-flat profile: homogeneous
+    local = np.sqrt(local) * MU_CALCIUM * size * rng.uniform(1.0, 1.6)  # near-flat profile: homogeneous
     return stamp(att, local, int(cx) - half, int(cy) - half)
 
 
 def render_osteophyte(att: np.ndarray, rng: np.random.Generator, site: tuple, spacing: float) -> list[float] | None:
-    """A bony spur growing out of a joint margin, its base inside the cortex so it is continuous with it."""
+    """A bony spur (lip or beak) growing out of a joint margin: a cortical rim around a paler core, its
+    broad base buried in the bone's cortex so that it is continuous with it."""
     x, y, dx, dy = site
     d, n = np.array([dx, dy]), np.array([-dy, dx])
-    length = rng.uniform(3, 10) / spacing
-    width = length * rng.uniform(0.5, 0.9)
-    hook = rng.uniform(-0.5, 0.5) * length
-    poly = np.array([-1.5 / spacing * d - n * width / 2, 0.5 * length * d - n * width * 0.2 + 0.4 * hook * n,
-                     length * d + hook * n, 0.5 * length * d + n * width * 0.25 + 0.4 * hook * n,
-                     -1.5 / spacing * d + n * width / 2])
-    local, half = _draw(length + 2 / spacing, lambda cnv, o: cv2.fillPoly(cnv, _pts(poly + o), 255, cv2.LINE_AA, 2))
-    local *= MU_CORTEX * rng.uniform(4, 8)
-    return stamp(att, local, int(x) - half, int(y) - half)
+    length = rng.uniform(2.5, 8) / spacing
+    width = length * rng.uniform(0.6, 1.1)
+    bend = rng.choice([-1, 1]) * rng.uniform(0.1, 0.6) * length  # lips curl along the joint margin
+    base = 2.0 / spacing
+    ctrl = np.array([-base * d - n * width * 0.8, 0.3 * length * d - n * width * 0.45,
+                     0.75 * length * d - n * width * 0.15 + 0.5 * bend * n, length * d + bend * n,
+                     0.7 * length * d + n * width * 0.2 + 0.4 * bend * n, 0.2 * length * d + n * width * 0.5,
+                     -base * d + n * width * 0.8])
+    for _ in range(2):  # round the outline: bone has no straight facets
+        a, b = ctrl[:-1], ctrl[1:]
+        ctrl = np.vstack([ctrl[:1], np.stack([0.75 * a + 0.25 * b, 0.25 * a + 0.75 * b], 1).reshape(-1, 2), ctrl[-1:]])
+    rim = max(1, int(round(0.8 / spacing)))
+
+    def draw(cnv: np.ndarray, o: int) -> None:
+        cv2.fillPoly(cnv, _pts(ctrl + o), 190, cv2.LINE_AA, 2)
+        cv2.polylines(cnv, _pts(ctrl[1:-1] + o), False, 255, rim, cv2.LINE_AA, 2)  # cortex, open at the base
+
+    local, half = _draw(length + width + base, draw)
+    local *= MU_CORTEX * rng.uniform(5, 9)
+    return stamp(att, local, int(x) - half, int(y) - half, 0.3)
 
 
 def render_bone_island(att: np.ndarray, rng: np.random.Generator, centre: tuple[float, float],
@@ -227,9 +249,9 @@ def render_bone_island(att: np.ndarray, rng: np.random.Generator, centre: tuple[
 
     def draw(cnv: np.ndarray, o: int) -> None:
         cv2.ellipse(cnv, ((o, o), (2 * a, 2 * b), ang), 255, -1, cv2.LINE_AA)
-        for t in rng.uniform(0, 2 * np.pi, int(rng.integers(6, 14))):
+        for t in rng.uniform(0, 2 * np.pi, int(rng.integers(3, 9))):
             r0 = min(a, b) * 0.9
-            r1 = r0 + rng.uniform(1, 2.5) / spacing
+            r1 = r0 + rng.uniform(0.6, 1.8) / spacing
             p = np.array([[o + r0 * np.cos(t), o + r0 * np.sin(t)], [o + r1 * np.cos(t), o + r1 * np.sin(t)]])
             cv2.polylines(cnv, _pts(p), False, 255, max(1, int(0.4 / spacing)), cv2.LINE_AA, 2)
 
@@ -314,12 +336,16 @@ def insert_findings(rng: np.random.Generator, att: np.ndarray, anatomy: Anatomy,
     busy = np.zeros((h, w), bool)
     lesions: list[dict] = []
     typical = {"hand": 24.0, "foot": 28.0, "elbow": 36.0}.get(anatomy.joint, 44.0)  # mm; masses fit the limb
+    if anatomy.centre is None:  # a real film: size masses to the limb, keep them near the skin (not in a chest)
+        typical = float(np.clip(0.8 * np.percentile(to_skin[anatomy.body], 99), 20, 44)) if anatomy.body.any() else 30.0
+        soft &= to_skin <= 60
     for _ in range(n_lesions):
         diameter = float(np.clip(rng.lognormal(np.log(typical), 0.42), 15, 120))
-        for _ in range(4):  # beside the bone if there is room; else further out, else smaller
-            r = diameter / 2
-            ok = soft & ~busy & (to_bone >= 0.55 * r) & (to_bone <= r + 25) & (to_skin >= 0.3 * r) & (to_edge >= 0.7 * r)
-            if ok.any() or diameter <= 15:
+        for attempt in range(6):  # beside the bone if there is room; else smaller; else bulging more
+            r, snug = diameter / 2, 1.0 if attempt < 4 else 0.5
+            ok = soft & ~busy & (to_bone >= 0.55 * snug * r) & (to_bone <= r + 25) & (to_skin >= 0.45 * snug * r)
+            ok &= to_edge >= 0.7 * r
+            if ok.any():
                 break
             diameter = max(15.0, diameter * 0.75)
         centre = _pick(rng, ok, weight)
@@ -342,7 +368,7 @@ def insert_findings(rng: np.random.Generator, att: np.ndarray, anatomy: Anatomy,
             box = None
             if kind == "vascular" and anatomy.vessels:
                 path = anatomy.vessels[int(rng.integers(len(anatomy.vessels)))] + rng.normal(0, 4 / ws, 2)
-                box = render_vascular(att, rng, path * scale, spacing)
+                box = render_vascular(att, rng, path * scale, spacing, anatomy.body)
             elif kind in ("tendinitis", "osteophyte"):
                 sites = anatomy.insertions if kind == "tendinitis" else anatomy.margins
                 site = _snap(anatomy.bone, sites[int(rng.integers(len(sites)))], 15 / ws) if sites else None
