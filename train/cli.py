@@ -42,15 +42,25 @@ class CalcidetCLI(LightningCLI):
     """LightningCLI with calcidet's checkpointing and the data/model settings tied together."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        # Always keep the best checkpoint by a validation metric and the last one (for resuming).
+        # The best checkpoint by a validation metric...
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.monitor": "val/froc_cpm",
             "checkpoint.mode": "max",
-            "checkpoint.save_last": True,
+            "checkpoint.save_last": False,
             "checkpoint.filename": "best-{epoch:03d}-{step:06d}",
             "checkpoint.auto_insert_metric_name": False,
         })
+        # ...and last.ckpt, rewritten every epoch (and every_n_train_steps) whatever the metric did:
+        # ModelCheckpoint's own save_last only follows saves of the monitored top-k, so it can be stale.
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.set_defaults({
+            "last_checkpoint.filename": "last",
+            "last_checkpoint.monitor": None,
+            "last_checkpoint.save_top_k": 1,
+            "last_checkpoint.enable_version_counter": False,
+        })
+        parser.link_arguments("checkpoint.dirpath", "last_checkpoint.dirpath")
         parser.add_lightning_class_args(CheckpointOnSigterm, "sigterm_checkpoint")
         # One image size for the data pipeline and the network's internal resize.
         parser.link_arguments("data.image_size", "model.image_size")
