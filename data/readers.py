@@ -173,6 +173,10 @@ def read_radiograph(
         ) from exc
     if dec.pixels.ndim != 2 or dec.pixels.size == 0:
         raise RadiographReadError(path_s, f"decoded {fmt} has shape {dec.pixels.shape}, not H x W")
+    if dec.pixels.dtype.kind not in "uif":  # e.g. a TIFF whose SampleFormat says complex
+        raise RadiographReadError(
+            path_s, f"decoded {fmt} has {dec.pixels.dtype} samples, not intensities"
+        )
     image = normalize_intensity(dec.pixels, normalize, percentiles, dec.value_range)
     if dec.invert:
         np.subtract(1.0, image, out=image)
@@ -226,6 +230,9 @@ def normalize_intensity(
                 lo, hi = p_lo, p_hi
     if not hi > lo:
         return np.zeros(pixels.shape, np.float32)
+    big = max(abs(lo), abs(hi))
+    if pixels.dtype.kind == "f" and big > 1e30:  # float32 would overflow (hi - lo = inf, then NaN)
+        pixels, lo, hi = pixels / big, lo / big, hi / big
     out = pixels.astype(np.float32, copy=True)
     if pixels.dtype.kind == "f":
         np.nan_to_num(
@@ -279,10 +286,14 @@ def _decode_raster(data: bytes, fmt: str) -> _Decoded:
         raise RadiographReadError(
             "", f"{fmt.upper()} is over MAX_PIXELS={MAX_PIXELS:,}: {exc}"
         ) from exc
+    except Image.UnidentifiedImageError as exc:  # its message names a BytesIO at a memory address
+        raise RadiographReadError(
+            "", f"corrupt {fmt.upper()} header (no image size or mode in it)"
+        ) from exc
     width, height = header.size
     _check_size(height, width, fmt.upper())
     # Newer OpenCV refuses truncated JPEGs but older ones fill the rest with grey: check for EOI.
-    if fmt == "jpeg" and b"\xff\xd9" not in data[-65536:]:
+    if fmt == "jpeg" and not _jpeg_has_end(data):
         raise RadiographReadError("", "truncated JPEG (no end-of-image marker)")
     if header.mode == "CMYK":  # OpenCV's CMYK handling depends on its libjpeg; PIL's is reliable
         pixels = np.asarray(header.convert("L"))
@@ -298,6 +309,25 @@ def _decode_raster(data: bytes, fmt: str) -> _Decoded:
     return _Decoded(
         pixels, (0.0, 2.0**bits - 1), bits, header.mode, spacing=spacing, spacing_source="PNG pHYs"
     )
+
+
+def _jpeg_has_end(data: bytes) -> bool:
+    """True if an end-of-image marker follows the first scan of the main image.
+
+    The header segments are skipped by their lengths, so an EXIF thumbnail's own end marker does not
+    count; searching after the scan (not only the file's tail) accepts trailers such as the video
+    that phones append to "motion photos".
+    """
+    pos = 2  # after SOI
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xDA:  # start of scan: entropy-coded data follows, with 0xFF bytes stuffed
+            return data.find(b"\xff\xd9", pos) >= 0
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return False
 
 
 def _decode_tiff(data: bytes, fmt: str) -> _Decoded:

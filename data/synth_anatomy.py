@@ -196,7 +196,7 @@ def _hip_ap(r: np.random.Generator) -> Plan:
     a = np.radians(r.uniform(122, 138))
     jx, jy = -r.uniform(46, 54) * np.array([np.sin(a), np.cos(a)])  # neck base, from the neck-shaft angle
     lat = r.uniform(0.9, 1.3)  # habitus: lateral soft tissue over the trochanter
-    socket = np.vstack([_arc(-3, 3, 40, 195, 410), _arc(-3, 3, 28, 410, 195)])  # bone around the femoral head
+    socket = np.vstack([_arc(-3, 3, 37, 200, 390), _arc(-3, 3, 28, 390, 200)])  # the roof over the femoral head
     ilium = _smooth(_p((-30, -16), (-36, -45), (-33, -58), (-50, -90), (-46, -120), (-20, -148), (30, -162),
                        (90, -160), (140, -140), (165, -105), (158, -65), (125, -38), (85, -15), (55, 0), (35, 5),
                        (28, -10)))
@@ -208,12 +208,12 @@ def _hip_ap(r: np.random.Generator) -> Plan:
     return Plan(
         bones=[Bone([_ell(0, 0, 24, 24), _tube((0, 0), (jx, jy), 15, 17), _ell(jx - 15, jy - 22, 15, 24, 12),
                      _ell(jx + 2, jy + 12, 22, 28), _tube((jx + 1, jy + 25), (jx + 12, 420), 17, 15),
-                     _ell(jx + 19, jy + 40, 7, 11, -30)], 26, 5.5, 16, smooth=3.5,
+                     _ell(jx + 19, jy + 40, 7, 11, -30)], 26, 5.5, 16, smooth=5.5,
                     lines=[(_p((-20, -12), (0, -3), (16, 14)), 0.8)]),
-               Bone([socket], 10, 1.5, density=0.6, lines=[(_arc(-3, 3, 29.5, 200, 320), 2.0),
+               Bone([socket], 9, 1.5, density=0.45, lines=[(_arc(-3, 3, 29.5, 200, 320), 2.0),
                                               (_p((26, 8), (28, 22), (33, 26), (36, 20), (35, 8)), 1.2)]),
                Bone([ilium], 7, 1.5, lines=[(_p((150, -70), (115, -40), (80, -18), (55, -5), (45, 12)), 1.8)]),
-               Bone([rami], 12, 2.0, holes=[_ell(62, 60, 24, 32, -20)])],
+               Bone([rami], 8, 2.0, density=0.9, holes=[_ell(62, 60, 25, 33, -20)])],
         body=[_smooth(_p((-112 * lat, -450), (-118 * lat, -150), (-121 * lat, -40), (-126 * lat, 20),
                          (-116 * lat, 150), (-104 * lat, 450), (62, 450), (70, 250), (88, 140), (110, 130),
                          (140, 145), (170, 250), (185, 450), (450, 450), (450, -450)))],

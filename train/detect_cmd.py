@@ -110,7 +110,9 @@ def collect_inputs(inputs: list[str], exclude: Path | None = None) -> tuple[list
             if real in seen or (skip is not None and real.is_relative_to(skip)):
                 continue  # the same file reached through two inputs, or one of our overlays
             seen.add(real)
-            named[name] = path
+            # A name in another system's encoding (bytes that are not UTF-8) must still fit the UTF-8
+            # CSV/JSON outputs: show those bytes as \xNN escapes.
+            named[os.fsencode(name).decode("utf-8", "backslashreplace")] = path
     names = sorted(named)
     return [named[n] for n in names], names
 

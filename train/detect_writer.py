@@ -19,12 +19,14 @@ writes the same files as an uninterrupted one:
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import shutil
 import sys
 import time
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -38,6 +40,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from model.inference import Detections
 
 JOURNAL_DIR = ".journal"
+MAX_PART_BYTES = 200  # of an output path's parts: leaves room for a suffix and ".NAME.tmp" within 255
 FINAL_FILES = ("detections.csv", "images.csv", "detections.json", "run.json")
 DETECTION_COLUMNS = ["image", "x_min", "y_min", "x_max", "y_max", "confidence", "label", "width_mm", "height_mm"]
 IMAGE_COLUMNS = ["image", "status", "reason", "width", "height", "pixel_spacing_row_mm", "pixel_spacing_col_mm",
@@ -79,10 +82,27 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def safe_output_path(root: Path, name: str, suffix: str = "") -> Path:
-    """``root/name+suffix`` with ``..``, absolute parts and drive letters removed: always inside root."""
-    parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", ".", "..", "/")]
+    """``root/name+suffix`` with ``..``, absolute parts and drive letters removed: always inside root.
+
+    A part longer than ``MAX_PART_BYTES`` is cut and given a hash of the whole (names stay distinct):
+    the file system's limit is 255 bytes, and a 255-byte input name plus ``suffix`` would not fit.
+    """
+    try:
+        os.fsencode(name)
+    except UnicodeEncodeError:  # lone surrogates no file system takes: write them as \uXXXX escapes
+        name = name.encode("utf-8", "backslashreplace").decode("utf-8")
+    # strip("/"): POSIX keeps a leading "//" as a part of its own, and joinpath("//") leaves root
+    parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p.strip("/") not in ("", ".", "..")]
     parts = [p.replace(":", "_") for p in parts] or ["_"]
-    return root.joinpath(*parts[:-1], parts[-1] + suffix)
+    return root.joinpath(*(_fit(p) for p in parts[:-1]), _fit(parts[-1]) + suffix)
+
+
+def _fit(part: str) -> str:
+    raw = os.fsencode(part)
+    if len(raw) <= MAX_PART_BYTES:
+        return part
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    return raw[:MAX_PART_BYTES - 13].decode("utf-8", "ignore") + "~" + digest
 
 
 def prepare_journal(out_dir: Path, settings: dict[str, Any], overwrite: bool) -> Path:
@@ -203,7 +223,10 @@ class JournalWriter(BasePredictionWriter):
         for record in prediction:
             preview = record.pop("preview", None)
             if self.overlay_dir is not None and preview is not None:
-                write_overlay(safe_output_path(self.overlay_dir, record["image"], ".png"), preview, record)
+                try:
+                    write_overlay(safe_output_path(self.overlay_dir, record["image"], ".png"), preview, record)
+                except OSError as exc:  # no overlay beats no results (a full disk; "x.png" and "x.png.png/")
+                    warnings.warn(f"no overlay for {record['image']}: {exc}", stacklevel=1)
             lines.append(json.dumps(record) + "\n")
         assert self._file is not None
         self._file.write("".join(lines))
