@@ -44,6 +44,59 @@ class EpochSeededSampler(Sampler[int]):
         return iter(torch.randperm(self.length, generator=g).tolist())
 
 
+class ResumableLoader(DataLoader):
+    """A training DataLoader that knows how far into the current epoch it got, and can continue there.
+
+    ``position()`` goes into every checkpoint and ``resume_at()`` applies it on resume (see
+    ``train.callbacks.DataPosition``). Resuming from a mid-epoch checkpoint (SIGTERM,
+    ``every_n_train_steps``) then skips the batches already trained on, by index and without loading
+    them, so the rest of the epoch is the batches an uninterrupted run sees. A plain DataLoader would
+    restart the epoch's order and train its first batches twice. The skip works on batches of
+    indices, so it also holds under DDP, where Lightning wraps the sampler per rank.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._served = 0  # batches handed out in the current epoch
+        self._resume: dict[str, int | None] | None = None
+
+    def _epoch(self) -> int | None:
+        return getattr(self.sampler, "epoch", None)
+
+    def __iter__(self) -> Iterator:
+        # A generator: this runs at the first batch, after Lightning has set the sampler's epoch.
+        skip = 0
+        if self._resume is not None:
+            if self._resume["epoch"] == self._epoch():  # the checkpoint was written inside this epoch
+                skip = int(self._resume["batches"] or 0)
+            self._resume = None
+        self._served = skip
+        for batch in super().__iter__() if skip == 0 else _skipping_iter(self, skip):
+            self._served += 1
+            yield batch
+
+    def position(self) -> dict[str, int | None]:
+        return {"epoch": self._epoch(), "batches": self._served}
+
+    def resume_at(self, position: dict[str, int | None]) -> None:
+        self._resume = dict(position)
+
+
+def _skipping_iter(loader: DataLoader, skip: int) -> Iterator:
+    """Iterate ``loader`` without its first ``skip`` batches: a one-off loader over the remaining indices."""
+    batches = list(loader.batch_sampler)[skip:]
+    rest = DataLoader(
+        loader.dataset,
+        batch_sampler=batches,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        worker_init_fn=loader.worker_init_fn,
+        generator=loader.generator,
+    )
+    return iter(rest)
+
+
 class CalcinosisDataModule(pl.LightningDataModule):
     """Loaders for calcinosis detection.
 
@@ -131,7 +184,7 @@ class CalcinosisDataModule(pl.LightningDataModule):
         return index.class_names if index is not None else ["calcinosis"]
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
+        return (ResumableLoader if shuffle else DataLoader)(
             self.datasets[split],
             batch_size=self.batch_size,
             sampler=EpochSeededSampler(len(self.datasets[split]), self.seed) if shuffle else None,

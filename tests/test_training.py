@@ -78,6 +78,35 @@ def test_resume_from_last_is_exact(tiny_synth, tmp_path) -> None:
     assert resumed.trainer.lr_scheduler_configs[0].scheduler.last_epoch == 8
 
 
+class _CrashMidEpoch(pl.Callback):
+    """Saves a checkpoint after step ``step`` (as SIGTERM or ``every_n_train_steps`` would), then dies."""
+
+    def __init__(self, step: int, path: Path) -> None:
+        self.step, self.path = step, path
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step:
+            trainer.save_checkpoint(self.path)
+            raise RuntimeError("node lost")
+
+
+def test_resume_mid_epoch_trains_the_rest_of_that_epoch(tiny_synth, tmp_path) -> None:
+    """Cut at step 6 of 8 (inside epoch 2): the resumed run trains batches 3-4 of epoch 2, not 1-2 again."""
+    common = ("--trainer.max_epochs", "2", "--data.augment", "none", "--checkpoint.save_top_k", "0")
+    straight = cli_main(["fit", *_args(tiny_synth, tmp_path / "a", *common)])
+    cut = cli_main(_args(tiny_synth, tmp_path / "b", *common), run=False)
+    mid = tmp_path / "b" / "mid.ckpt"
+    cut.trainer.callbacks.append(_CrashMidEpoch(6, mid))
+    with pytest.raises(RuntimeError, match="node lost"):
+        cut.trainer.fit(cut.model, cut.datamodule)
+    assert load_checkpoint(mid)["calcidet_data_position"] == {"epoch": 1, "batches": 2}
+    resumed = cli_main(["fit", *_args(tiny_synth, tmp_path / "b", *common), "--ckpt_path", str(mid)])
+    assert resumed.trainer.global_step == straight.trainer.global_step == 8
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
+
+
 def test_init_from_and_freeze_backbone(tiny_synth, tmp_path) -> None:
     first = cli_main(["fit", *_args(tiny_synth, tmp_path / "pre", "--trainer.max_steps", "2")])
     source = tmp_path / "pre" / "ckpt" / "last.ckpt"

@@ -27,3 +27,32 @@ class CheckpointOnSigterm(Callback):
         trainer.save_checkpoint(path)  # collective: every rank calls it, rank 0 writes
         rank_zero_info(f"calcidet: SIGTERM received at step {trainer.global_step}; saved {path} and stopping. "
                        f"Resume with --ckpt_path last.")
+
+
+class DataPosition(Callback):
+    """Checkpoint where the training loader was inside its epoch, and continue there on resume.
+
+    Lightning's own hook for loader state is not applied when the loader was built before the
+    checkpoint was restored (``estimated_stepping_batches`` in ``configure_optimizers`` builds it),
+    so this does it with public hooks: the position is written beside the weights and handed to the
+    loader when training starts, before its first batch.
+    """
+
+    KEY = "calcidet_data_position"
+
+    def __init__(self) -> None:
+        self._pending: dict | None = None
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        loader = trainer.train_dataloader
+        if hasattr(loader, "position"):
+            checkpoint[self.KEY] = loader.position()
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        self._pending = checkpoint.get(self.KEY)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loader = trainer.train_dataloader
+        if self._pending is not None and hasattr(loader, "resume_at"):
+            loader.resume_at(self._pending)
+        self._pending = None

@@ -23,7 +23,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI  # noqa:
 
 from data.datamodule import CalcinosisDataModule  # noqa: E402
 from model.module import CalcinosisDetector  # noqa: E402
-from train.callbacks import CheckpointOnSigterm  # noqa: E402
+from train.callbacks import CheckpointOnSigterm, DataPosition  # noqa: E402
 
 TOOLS = ("synth", "detect", "evaluate")
 
@@ -62,6 +62,7 @@ class CalcidetCLI(LightningCLI):
         })
         parser.link_arguments("checkpoint.dirpath", "last_checkpoint.dirpath")
         parser.add_lightning_class_args(CheckpointOnSigterm, "sigterm_checkpoint")
+        parser.add_lightning_class_args(DataPosition, "data_position")  # exact mid-epoch resume
         # One image size for the data pipeline and the network's internal resize.
         parser.link_arguments("data.image_size", "model.image_size")
 
