@@ -204,3 +204,23 @@ def test_help_documents_the_threshold_default(capsys) -> None:
         detect_main(["--help"])
     assert exc.value.code == 0
     assert "operating point stored in the checkpoint" in " ".join(capsys.readouterr().out.split())
+
+
+def test_overlay_draws_every_box_at_its_place_on_the_downscaled_preview(tmp_path) -> None:
+    import cv2
+    import numpy as np
+
+    from train.detect_writer import write_overlay
+
+    # A 2000 x 1000 film shown at 1000 x 500: each box must shrink by 2, not only the first drawn.
+    boxes = [[100.0, 100.0, 300.0, 300.0], [1200.0, 500.0, 1600.0, 900.0], [1700.0, 40.0, 1900.0, 240.0]]
+    record = {"width": 2000, "height": 1000, "boxes": boxes, "scores": [0.9, 0.5, 0.3]}
+    path = tmp_path / "o.png"
+    write_overlay(path, np.zeros((500, 1000), np.uint8), record)
+    drawn = cv2.imread(str(path))
+    assert drawn.shape == (500, 1000, 3)
+    for x1, y1, x2, y2 in boxes:  # the box's right and bottom edges (the label sits at the top left)
+        xr, yb, xm, ym = round(x2 / 2), round(y2 / 2), round((x1 + x2) / 4), round((y1 + y2) / 4)
+        assert drawn[ym, xr - 1 : xr + 2].max() > 100, (x1, y1, x2, y2)
+        assert drawn[yb - 1 : yb + 2, xm].max() > 100, (x1, y1, x2, y2)
+        assert drawn[ym, xm].max() == 0  # inside stays the film

@@ -179,11 +179,11 @@ def write_overlay(path: Path, preview: np.ndarray, record: dict[str, Any]) -> No
     for score, (x1, y1, x2, y2) in found:  # highest score drawn last, on top
         p1, p2 = (round(x1 * scale), round(y1 * scale)), (round(x2 * scale), round(y2 * scale))
         cv2.rectangle(canvas, p1, p2, (0, 200, 255), thick, cv2.LINE_AA)
-        label, font, scale = f"{score:.2f}", cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick
-        (tw, th), base = cv2.getTextSize(label, font, scale, thick)
+        label, font, font_scale = f"{score:.2f}", cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick
+        (tw, th), base = cv2.getTextSize(label, font, font_scale, thick)
         top = p1[1] - th - base - thick if p1[1] - th - base - thick >= 0 else p1[1] + thick  # inside at the edge
         cv2.rectangle(canvas, (p1[0], top), (p1[0] + tw, top + th + base), (0, 0, 0), -1)  # legible on bone
-        cv2.putText(canvas, label, (p1[0], top + th), font, scale, (0, 200, 255), thick, cv2.LINE_AA)
+        cv2.putText(canvas, label, (p1[0], top + th), font, font_scale, (0, 200, 255), thick, cv2.LINE_AA)
     path.parent.mkdir(parents=True, exist_ok=True)
     ok, png = cv2.imencode(".png", canvas)
     if ok:
