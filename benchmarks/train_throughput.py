@@ -113,7 +113,7 @@ def main() -> None:
                   f"precision={precision or '32'}")
             print(f"  model training      {model_ips:8.1f} images/s ({steps} steps)")
             print(f"  loader, 1 worker    {per_worker:8.1f} images/s")
-            print(f"  loader, {workers} workers   ~{per_worker * max(workers, 1):7.1f} images/s (x{workers}, "
+            print(f"  loader, {workers} worker{'s' if workers != 1 else ' '}   ~{per_worker * max(workers, 1):7.1f} images/s (x{workers}, "
                   f"if cores allow) -> {per_worker * max(workers, 1) / model_ips:.1f}x what the model consumes")
 
 

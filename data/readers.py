@@ -21,6 +21,7 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +48,9 @@ NORMALIZE_MODES = ("percentile", "minmax", "none")
 
 # Resolutions that image writers put in by default: they describe a screen or a printer, not a detector.
 _DEFAULT_DPI = (1, 72, 96, 150, 300, 600)
-# About 500k pixels are plenty for percentiles and ~15x cheaper than all of a 7.5 Mpx film.
-_PERCENTILE_SAMPLE = 1 << 19
+# ~130k pixels on a regular grid pin the 0.5/99.5 percentiles to well under 1% of the range, at a
+# tenth of the cost of all of a 1.3 Mpx film (sorting is what decoding time goes to after the codec).
+_PERCENTILE_SAMPLE = 1 << 17
 
 
 class RadiographReadError(ValueError):
@@ -220,7 +222,7 @@ def normalize_intensity(
     else:
         lo, hi = _finite_min_max(pixels)
         if mode == "percentile" and hi > lo:
-            step = max(1, int(np.sqrt(pixels.size / _PERCENTILE_SAMPLE)))
+            step = max(1, math.ceil(np.sqrt(pixels.size / _PERCENTILE_SAMPLE)))
             sample = pixels[::step, ::step]
             if sample.dtype.kind == "f":
                 sample = sample[np.isfinite(sample)]
