@@ -41,8 +41,10 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_synth, tmp_path) -> 
                               timeout=600)
     assert straight.returncode == 0, straight.stderr[-2000:]
 
-    proc = subprocess.Popen(_fit_cmd(tiny_synth, tmp_path / "b"), cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    # last.ckpt after every step: the kill lands mid-epoch, so resuming must also restore the
+    # position inside the epoch, not only the weights and counters.
+    proc = subprocess.Popen(_fit_cmd(tiny_synth, tmp_path / "b", "--last_checkpoint.every_n_train_steps", "1"),
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = tmp_path / "b" / "ckpt" / "last.ckpt"
     _wait_for(last, proc)
     proc.send_signal(signal.SIGKILL)  # no chance to clean up, as when a node dies
@@ -50,7 +52,8 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_synth, tmp_path) -> 
     killed_at = load_checkpoint(last)["global_step"]
     assert 0 < killed_at < 16  # really part-way (4 epochs x 4 steps)
 
-    resumed = subprocess.run(_fit_cmd(tiny_synth, tmp_path / "b", "--ckpt_path", "last"), cwd=REPO,
+    resumed = subprocess.run(_fit_cmd(tiny_synth, tmp_path / "b", "--last_checkpoint.every_n_train_steps", "1",
+                                      "--ckpt_path", "last"), cwd=REPO,
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a = load_checkpoint(tmp_path / "a" / "ckpt" / "last.ckpt")

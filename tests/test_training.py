@@ -143,3 +143,12 @@ def test_ddp_two_cpu_processes(tiny_synth, tmp_path) -> None:
     ckpt = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")
     assert ckpt["global_step"] == 2
     assert "world_size: 2" in done.stderr or "GLOBAL_RANK: 1" in done.stderr + done.stdout
+
+
+def test_last_checkpoint_with_a_step_cadence_still_ends_at_the_end(tiny_synth, tmp_path) -> None:
+    """every_n_train_steps=3 over 2 epochs of 4 steps: saves at 3 and 6, and after each validation (4, 8)."""
+    cli = cli_main(["fit", *_args(tiny_synth, tmp_path, "--trainer.max_epochs", "2", "--checkpoint.save_top_k", "0",
+                                  "--last_checkpoint.every_n_train_steps", "3")])
+    ckpt = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    assert ckpt["global_step"] == cli.trainer.global_step == 8
+    assert ckpt["calcidet"]["operating_threshold"] == pytest.approx(cli.model.operating_threshold)

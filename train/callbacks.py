@@ -56,3 +56,21 @@ class DataPosition(Callback):
         if self._pending is not None and hasattr(loader, "resume_at"):
             loader.resume_at(self._pending)
         self._pending = None
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt``: after every validation and, with ``every_n_train_steps``, every N steps too.
+
+    ModelCheckpoint takes either an epoch or a step cadence, not both; with steps alone, ``last.ckpt``
+    would miss the end of training and the validation results (operating threshold) that detect
+    reads from it. So the step cadence is ModelCheckpoint's own and the save after validation is
+    added here.
+    """
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._every_n_train_steps < 1:  # epoch cadence: ModelCheckpoint already saves here
+            return super().on_validation_end(trainer, pl_module)
+        if trainer.sanity_checking or trainer.state.fn != "fit" or trainer.fast_dev_run or self.dirpath is None:
+            return None
+        self._save_checkpoint(trainer, str(Path(self.dirpath) / f"{self.filename}{self.FILE_EXTENSION}"))
+        return None

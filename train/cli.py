@@ -23,7 +23,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI  # noqa:
 
 from data.datamodule import CalcinosisDataModule  # noqa: E402
 from model.module import CalcinosisDetector  # noqa: E402
-from train.callbacks import CheckpointOnSigterm, DataPosition  # noqa: E402
+from train.callbacks import CheckpointOnSigterm, DataPosition, LastCheckpoint  # noqa: E402
 
 TOOLS = ("synth", "detect", "evaluate")
 
@@ -51,9 +51,9 @@ class CalcidetCLI(LightningCLI):
             "checkpoint.filename": "best-{epoch:03d}-{step:06d}",
             "checkpoint.auto_insert_metric_name": False,
         })
-        # ...and last.ckpt, rewritten every epoch (and every_n_train_steps) whatever the metric did:
+        # ...and last.ckpt, rewritten after every validation (and every_n_train_steps) whatever the metric did:
         # ModelCheckpoint's own save_last only follows saves of the monitored top-k, so it can be stale.
-        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.set_defaults({
             "last_checkpoint.filename": "last",
             "last_checkpoint.monitor": None,
