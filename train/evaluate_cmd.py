@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                      + ("" if threshold <= EVAL_THRESHOLD else
                         f"; for evaluation rerun detect with --threshold {EVAL_THRESHOLD}"))
     if unmatched:
-        notes.append(f"{len(unmatched)} predicted images are not in the ground truth (ignored), e.g. {unmatched[:5]}")
+        notes.append(f"{len(unmatched)} images of the detect run are not in the ground truth (ignored), e.g. {unmatched[:5]}")
     if failed:
         notes.append(f"{len(failed)} images failed in detect and are left out, e.g. {failed[:5]}")
     if not_run:
