@@ -224,3 +224,28 @@ def test_overlay_draws_every_box_at_its_place_on_the_downscaled_preview(tmp_path
         assert drawn[ym, xr - 1 : xr + 2].max() > 100, (x1, y1, x2, y2)
         assert drawn[yb - 1 : yb + 2, xm].max() > 100, (x1, y1, x2, y2)
         assert drawn[ym, xm].max() == 0  # inside stays the film
+
+
+@pytest.mark.slow
+def test_two_processes_write_one_merged_result(tiny_synth, checkpoint, tmp_path) -> None:
+    """``--devices 2`` on the CPU: two ranks, a journal each, merged into the files one process writes."""
+    kinds = _nested_folder(tiny_synth, tmp_path / "in")
+    runs = {}
+    for devices in ("1", "2"):
+        out = tmp_path / f"out{devices}"
+        cmd = [sys.executable, "-m", "train.cli", "detect", str(tmp_path / "in"), "--checkpoint", str(checkpoint),
+               "--output", str(out), "--threshold", "0.01", "--num-workers", "0", "--devices", devices]
+        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[devices] = (_read_csv(out / "images.csv")[1], _read_csv(out / "detections.csv")[1])
+        ranks = sorted(p.name for p in (out / ".journal").glob("rank*.jsonl"))
+        assert ranks == [f"rank{r}.jsonl" for r in range(int(devices))]
+    (images1, dets1), (images2, dets2) = runs["1"], runs["2"]
+    assert images1 == images2 and [r["image"] for r in images2] == sorted(kinds)
+    assert len(dets1) == len(dets2) > 0
+    key = lambda d: (d["image"], -float(d["confidence"]), float(d["x_min"]))  # noqa: E731
+    for a, b in zip(sorted(dets1, key=key), sorted(dets2, key=key)):
+        assert a["image"] == b["image"] and a["label"] == b["label"]
+        # other thread counts round differently in the last digit
+        for k in ("x_min", "y_min", "x_max", "y_max", "confidence"):
+            assert float(a[k]) == pytest.approx(float(b[k]), abs=0.02), (k, a, b)
