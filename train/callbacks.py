@@ -70,7 +70,10 @@ class LastCheckpoint(ModelCheckpoint):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._every_n_train_steps < 1:  # epoch cadence: ModelCheckpoint already saves here
             return super().on_validation_end(trainer, pl_module)
-        if trainer.sanity_checking or trainer.state.fn != "fit" or trainer.fast_dev_run or self.dirpath is None:
+        # Not _should_skip_saving_checkpoint: the step cadence may have saved at this very step,
+        # before validation, and this save must still happen to carry the validation's results.
+        if trainer.sanity_checking or trainer.state.fn != "fit" or trainer.fast_dev_run:
             return None
-        self._save_checkpoint(trainer, str(Path(self.dirpath) / f"{self.filename}{self.FILE_EXTENSION}"))
+        # The same save the epoch cadence makes: filename template, top-k and old-file handling included.
+        self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
         return None
