@@ -53,10 +53,22 @@ class FrocCurve:
         return float(np.mean(list(self.at_rates.values()))) if self.at_rates else math.nan
 
 
-def _hits(result: ImageResult, hit_iou: float) -> tuple[np.ndarray, np.ndarray]:
-    """Label each detection: 1 = finds a new lesion, 0 = false positive, -1 = duplicate (ignored)."""
+FALSE_POSITIVE, DUPLICATE = -1, -2  # ``match_lesions`` codes of detections that find no new lesion
+
+
+def match_lesions(result: ImageResult, hit_iou: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Match one image's detections to its lesions by the FROC hit rule, highest score first.
+
+    Args:
+        result: one image; labels are ignored (the FROC is class-agnostic).
+        hit_iou: IoU at which a detection finds a lesion.
+
+    Returns:
+        (scores sorted high to low, per detection in that order the index into ``gt_boxes`` of the
+        lesion it finds, or ``FALSE_POSITIVE``, or ``DUPLICATE`` when it only overlaps found lesions).
+    """
     order = np.argsort(-result.scores, kind="stable")
-    kind = np.zeros(len(order), dtype=np.int8)
+    lesion = np.full(len(order), FALSE_POSITIVE, dtype=np.int64)
     if len(result.gt_boxes) and len(order):
         iou = box_iou(torch.as_tensor(result.boxes[order], dtype=torch.float32),
                       torch.as_tensor(result.gt_boxes, dtype=torch.float32)).numpy()
@@ -69,19 +81,30 @@ def _hits(result: ImageResult, hit_iou: float) -> tuple[np.ndarray, np.ndarray]:
             if len(fresh):  # the best-overlapping lesion not found yet
                 j = fresh[np.argmax(row[fresh])]
                 found[j] = True
-                kind[i] = 1
+                lesion[i] = j
             else:
-                kind[i] = -1
-    return result.scores[order], kind
+                lesion[i] = DUPLICATE
+    return result.scores[order], lesion
+
+
+def _hits(result: ImageResult, hit_iou: float) -> tuple[np.ndarray, np.ndarray]:
+    """Label each detection: 1 = finds a new lesion, 0 = false positive, -1 = duplicate (ignored)."""
+    scores, lesion = match_lesions(result, hit_iou)
+    kind = np.where(lesion >= 0, 1, np.where(lesion == FALSE_POSITIVE, 0, -1)).astype(np.int8)
+    return scores, kind
 
 
 def froc_curve(results: list[ImageResult], hit_iou: float = 0.3, rates: tuple[float, ...] = FROC_RATES) -> FrocCurve:
     """Lesion-level FROC over ``results`` (all images, negatives included)."""
-    return _froc_from_hits([(*_hits(r, hit_iou), len(r.gt_boxes)) for r in results], rates)
+    return froc_from_hits([(*_hits(r, hit_iou), len(r.gt_boxes)) for r in results], rates)
 
 
-def _froc_from_hits(hits: list[tuple[np.ndarray, np.ndarray, int]], rates: tuple[float, ...]) -> FrocCurve:
-    """FROC from each image's (scores, ``_hits`` kinds, lesion count): images can be resampled."""
+def froc_from_hits(hits: list[tuple[np.ndarray, np.ndarray, int]], rates: tuple[float, ...] = FROC_RATES) -> FrocCurve:
+    """FROC from each image's (scores, kinds, lesion count), kinds as ``_hits`` gives them.
+
+    Images can be resampled (the bootstrap) and kinds recoded (``model.breakdown`` ignores hits on
+    other groups' lesions) without matching boxes again.
+    """
     scores_all = np.concatenate([s for s, _, _ in hits]) if hits else np.zeros(0)
     kinds_all = np.concatenate([k for _, k, _ in hits]) if hits else np.zeros(0, dtype=np.int8)
     keep = kinds_all >= 0
@@ -245,7 +268,7 @@ def bootstrap_detection_metrics(results: list[ImageResult], hit_iou: float = 0.3
     """``bootstrap_ci`` of ``detection_metrics``, fast: boxes are matched once, not once per sample.
 
     Each image's FROC hits and pycocotools per-image evaluation do not depend on the other images, so
-    a resample only re-runs the aggregation (``_froc_from_hits``, ``COCOeval.accumulate``). Same
+    a resample only re-runs the aggregation (``froc_from_hits``, ``COCOeval.accumulate``). Same
     resamples and the same numbers as ``bootstrap_ci(results, partial(detection_metrics, hit_iou=...))``
     up to the order of tied scores, at about a tenth of the cost.
     """
@@ -277,7 +300,7 @@ def bootstrap_detection_metrics(results: list[ImageResult], hit_iou: float = 0.3
             t50 = int(np.argmin(np.abs(params.iouThrs - 0.5)))
             out = {"map": float(max(prec[prec > -1].mean(), 0.0)) if (prec > -1).any() else 0.0,
                    "map_50": float(max(prec[t50][prec[t50] > -1].mean(), 0.0)) if (prec[t50] > -1).any() else 0.0}
-        curve = _froc_from_hits([hits[j] for j in picks], FROC_RATES)
+        curve = froc_from_hits([hits[j] for j in picks], FROC_RATES)
         for rate, sens in curve.at_rates.items():
             out[f"froc_sens@{rate:g}fp"] = sens
         out["froc_cpm"] = curve.cpm

@@ -8,6 +8,13 @@ lesion-level FROC at 1/8..8 false positives per image over all images (negatives
 CPM, image-level AUROC, each with a bootstrap 95% interval over images. Writes
 ``report/metrics.json``, ``report/froc.png`` and ``report/pr_curve.png`` and prints a table.
 
+Breakdown (``model.breakdown``): ``--by joint view size attributes.pattern`` adds one table per
+field: image fields (keys of the COCO ``images[]``, or derived ``format``/``source``) get every
+metric on their images alone; lesion fields (keys of ``annotations[]`` or their ``attributes``, or
+derived ``size``/``category``) get FROC sensitivities, false positives counted over all images.
+Default: ``size`` and every image field with 2..20 values; ``--by`` alone: none. With more than one
+class, each class is also scored alone (``per_class`` in metrics.json).
+
 Image names: the CSV's ``image`` (relative to detect's input folder) is matched to the COCO
 ``file_name`` (relative to the JSON's folder) exactly, or else after dropping the leading folders that
 all names on one side share (detect run on ``test/images`` against ``file_name`` ``images/x.png``),
@@ -28,6 +35,13 @@ from typing import Any
 import numpy as np
 
 from data.coco import CocoFormatError, CocoIndex, load_coco
+from model.breakdown import (
+    breakdown,
+    default_fields,
+    field_level,
+    ground_truth_fields,
+    per_class_metrics,
+)
 from model.metrics import (
     ImageResult,
     bootstrap_detection_metrics,
@@ -51,6 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hit-iou", type=float, default=0.3, help="IoU at which a detection finds a lesion (FROC)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap samples for 95%% intervals (0: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--by", nargs="*", metavar="FIELD", default=None,
+                   help="GT fields to break the metrics down by, e.g. joint view size attributes.pattern "
+                        "(default: size and every image field with 2..20 values; --by alone: none)")
     return p.parse_args(argv)
 
 
@@ -161,6 +178,24 @@ def _print_table(metrics: dict[str, float], ci: dict[str, tuple[float, float]]) 
         print(f"{key:<18}{value:>8.3f}   {interval}")
 
 
+# Columns of the breakdown tables: an image group has every metric, a lesion group only the FROC.
+_GROUP_COLUMNS = {
+    "image": ("n_images", "n_lesions", "map_50", "map", "froc_cpm", "froc_sens@1fp", "auroc"),
+    "lesion": ("n_images", "n_lesions", "froc_sens@0.25fp", "froc_sens@1fp", "froc_sens@4fp", "froc_cpm"),
+    "class": ("n_lesions", "map_50", "map", "froc_sens@1fp", "froc_cpm"),
+}
+
+
+def _print_groups(title: str, groups: dict[str, dict[str, float]], level: str) -> None:
+    columns = _GROUP_COLUMNS[level]
+    width = max([len(title), *map(len, groups)]) + 2
+    print(f"\n{title:<{width}}" + "".join(f"{c.replace('froc_sens', 'sens'):>12}" for c in columns))
+    for value, m in groups.items():
+        cells = (f"{m[c]:>12d}" if isinstance(m[c], int) else f"{m[c]:>12.3f}" if math.isfinite(m[c]) else f"{'-':>12}"
+                 for c in columns)
+        print(f"{value:<{width}}" + "".join(cells))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``calcidet evaluate``; returns the exit status (0 ok, 2 unusable inputs)."""
     args = parse_args(argv)
@@ -190,6 +225,15 @@ def main(argv: list[str] | None = None) -> int:
         results = build_results(index, evaluated, found, to_gt)
     except ValueError as exc:
         print(f"calcidet evaluate: {exc}", file=sys.stderr)
+        return 2
+    # load_coco keeps no annotation attributes, so the breakdown reads the (now validated) records
+    fields = ground_truth_fields(json.loads(Path(args.gt).read_text(encoding="utf-8")), [r.image_id for r in results],
+                                 {im.id: im.annotation_ids for im in index.images}, index.class_names)
+    by = default_fields(fields) if args.by is None else list(dict.fromkeys(args.by))
+    unknown = [name for name in by if field_level(fields, name) is None]
+    if unknown:
+        print(f"calcidet evaluate: no evaluated image or annotation of {args.gt} has the field(s) {unknown}",
+              file=sys.stderr)
         return 2
 
     metrics = detection_metrics(results, args.hit_iou)
@@ -227,12 +271,21 @@ def main(argv: list[str] | None = None) -> int:
                  "thresholds": curve.thresholds.tolist()},
         "pr_curve": {"recall": recall.tolist(), "precision": precision.tolist()},
         "inputs": {"gt": str(args.gt), "pred": str(pred)},
+        "breakdown": breakdown(results, fields, by, args.hit_iou),
+        "breakdown_level": {name: field_level(fields, name) for name in by},
     }
+    if len(index.class_names) > 1:
+        report["per_class"] = per_class_metrics(results, index.class_names, args.hit_iou)
     (out / "metrics.json").write_text(json.dumps(_clean(report), indent=2))
     c = report["counts"]
     print(f"{c['evaluated_images']} images ({c['positive_images']} with lesions, {c['lesions']} lesions), "
           f"{c['detections']} detections, FROC hit IoU {args.hit_iou}, {args.bootstrap} bootstrap samples")
     _print_table(metrics, ci)
+    for name, groups in report["breakdown"].items():
+        level = report["breakdown_level"][name]
+        _print_groups(f"by {name} [{level}s]", groups, level)
+    if "per_class" in report:
+        _print_groups("per class", report["per_class"], "class")
     for note in notes:
         print(f"note: {note}")
     print(f"report: {out / 'metrics.json'}, {out / 'froc.png'}, {out / 'pr_curve.png'}")
