@@ -291,6 +291,23 @@ def load_coco(json_path: str | Path, image_root: str | Path | None = None, *,
     )
 
 
+def read_class_names(json_path: str | Path) -> list[str]:
+    """The class names of a COCO file, in sorted category-id order (label k is name k-1), without loading images.
+
+    This is what sizes a detector's head: category ids may be anything (3 and 7, as labelling tools
+    export them); labels are their rank.
+    """
+    json_path = Path(json_path)
+    data = _read_json(json_path)
+    problems: list[str] = []
+    categories = _load_categories(data, str(json_path), problems)
+    if not categories:
+        problems.append(f"{json_path}: no categories: a detector needs at least one lesion class")
+    if problems:
+        raise CocoFormatError(json_path, problems)
+    return [str(c.get("name", c["id"])) for c in categories]
+
+
 def patient_split(index: CocoIndex, val_fraction: float = 0.2,
                   seed: int = 0) -> tuple[CocoIndex, CocoIndex]:
     """Split into (train, val) so that no patient is on both sides.

@@ -163,6 +163,7 @@ class CalcinosisDataModule(pl.LightningDataModule):
                 self.indexes["train"], self.indexes["val"] = patient_split(
                     self._index(self.train_json), self.val_fraction, self.seed
                 )
+            self._check_same_classes()  # before decoding any film
             if stage == "fit":
                 self.datasets["train"] = self._coco_dataset(self.indexes["train"], self.augment)
             self.datasets["val"] = self._coco_dataset(self.indexes["val"], "eval")
@@ -182,6 +183,18 @@ class CalcinosisDataModule(pl.LightningDataModule):
     def class_names(self) -> list[str]:
         index = next(iter(self.indexes.values()), None)
         return index.class_names if index is not None else ["calcinosis"]
+
+    def _check_same_classes(self) -> None:
+        """Every split must name the same classes in the same order: labels are category ranks."""
+        loaded = sorted(self.indexes.items(), key=lambda item: ("train", "val", "test").index(item[0]))
+        first_split, first = loaded[0]
+        for split, index in loaded[1:]:
+            if index.class_names != first.class_names:
+                raise ValueError(
+                    f"the {split} file {index.json_path} has categories {index.class_names}, but the "
+                    f"{first_split} file {first.json_path} has {first.class_names}: every split needs the same "
+                    f"categories (names, in category-id order)"
+                )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return (ResumableLoader if shuffle else DataLoader)(

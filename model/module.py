@@ -35,7 +35,8 @@ class CalcinosisDetector(pl.LightningModule):
     Args:
         arch, weights, weights_backbone, trainable_backbone_layers, allow_download: see
             ``model.builder.build_detector``.
-        class_names: lesion classes (label k is ``class_names[k - 1]``).
+        class_names: lesion classes (label k is ``class_names[k - 1]``). ``calcidet fit`` sets them from
+            the training COCO's categories; they are stored in the checkpoint.
         image_size: longest image side fed to the network (the data module resizes to it).
         optimizer: ``adamw`` or ``sgd``.
         lr, weight_decay, momentum: optimiser settings (momentum for SGD only).
@@ -94,6 +95,11 @@ class CalcinosisDetector(pl.LightningModule):
             AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
             if ema_decay else None
         )
+        if self.ema is not None:
+            # The average is updated from the trained weights, never by gradients. Without this, DDP
+            # counts its copy as parameters that "were not used in producing the loss" and stops.
+            # DDP keeps the trained weights equal on every rank, so the averages stay equal too.
+            self.ema.requires_grad_(False)
         self.operating_threshold: float | None = None
         self._results: list[ImageResult] = []
 
@@ -116,6 +122,16 @@ class CalcinosisDetector(pl.LightningModule):
     def inference_model(self) -> nn.Module:
         """The weights used for evaluation and prediction: the EMA copy when there is one."""
         return self.ema.module if self.ema is not None else self.model
+
+    def setup(self, stage: str) -> None:
+        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        indexes = getattr(data, "indexes", {})
+        for split, index in indexes.items():
+            if index.class_names != self.class_names:
+                raise ValueError(
+                    f"the {split} file {index.json_path} has categories {index.class_names}, but the model "
+                    f"detects {self.class_names}: evaluate a checkpoint on files with its own categories"
+                )
 
     def on_train_epoch_start(self) -> None:
         if self.hparams.freeze_backbone:
@@ -187,11 +203,13 @@ class CalcinosisDetector(pl.LightningModule):
         metrics = detection_metrics(results, self.hparams.hit_iou)
         # NaN (e.g. AUROC with one class only) would break "best checkpoint" comparisons.
         clean = {f"{prefix}/{k}": (v if math.isfinite(v) else 0.0) for k, v in metrics.items()}
-        self.log_dict(clean, sync_dist=False, rank_zero_only=False)
+        # Every rank holds the same gathered results, hence the same values: the mean over ranks that
+        # sync_dist takes is the value itself (and Lightning stops warning about epoch-level logging).
+        self.log_dict(clean, sync_dist=True)
         if prefix == "val" and not self.trainer.sanity_checking:
             curve = froc_curve(results, self.hparams.hit_iou)
             self.operating_threshold = threshold_at_fp_rate(curve, self.hparams.operating_fp_per_image)
-            self.log("val/operating_threshold", self.operating_threshold)
+            self.log("val/operating_threshold", self.operating_threshold, sync_dist=True)
         return clean
 
     def on_validation_epoch_end(self) -> None:
@@ -260,4 +278,9 @@ class CalcinosisDetector(pl.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.operating_threshold = checkpoint.get("calcidet", {}).get("operating_threshold")
+        meta = checkpoint.get("calcidet", {})
+        stored = meta.get("class_names")
+        if stored is not None and list(stored) != self.class_names:
+            raise ValueError(f"the checkpoint detects {list(stored)}, but this run's data has categories "
+                             f"{self.class_names}: use files with the checkpoint's categories")
+        self.operating_threshold = meta.get("operating_threshold")

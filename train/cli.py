@@ -20,6 +20,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations otherwi
 
 from pytorch_lightning.callbacks import ModelCheckpoint  # noqa: E402
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI  # noqa: E402
+from pytorch_lightning.utilities import rank_zero_warn  # noqa: E402
 
 from data.datamodule import CalcinosisDataModule  # noqa: E402
 from model.module import CalcinosisDetector  # noqa: E402
@@ -36,6 +37,14 @@ def _default_loggers() -> list[dict]:
         return loggers
     loggers.append({"class_path": "pytorch_lightning.loggers.TensorBoardLogger", "init_args": {"save_dir": "runs"}})
     return loggers
+
+
+def _class_names_of_data(train_json: str | None, val_json: str | None, test_json: str | None) -> list[str] | None:
+    """Class names from the first COCO file given (train, else val, else test); None: the model's default."""
+    from data.coco import read_class_names
+
+    path = train_json or val_json or test_json
+    return read_class_names(path) if path else None
 
 
 class CalcidetCLI(LightningCLI):
@@ -65,6 +74,19 @@ class CalcidetCLI(LightningCLI):
         parser.add_lightning_class_args(DataPosition, "data_position")  # exact mid-epoch resume
         # One image size for the data pipeline and the network's internal resize.
         parser.link_arguments("data.image_size", "model.image_size")
+        # The head's classes are the training COCO's categories (any ids, any names), not a setting.
+        parser.link_arguments(("data.train_json", "data.val_json", "data.test_json"), "model.class_names",
+                              compute_fn=_class_names_of_data)
+
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.config.get("subcommand") or "", self.config)
+        trainer = config.get("trainer", {})
+        if trainer.get("sync_batchnorm") and str(trainer.get("accelerator")) == "cpu":
+            # torch's DDP refuses SyncBatchNorm on CPU processes; the cluster configs turn it on for GPUs.
+            rank_zero_warn("trainer.sync_batchnorm needs GPUs: off for this CPU run (each process keeps "
+                           "its own BatchNorm statistics)")
+            trainer["sync_batchnorm"] = False
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> CalcidetCLI:
