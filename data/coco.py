@@ -291,6 +291,32 @@ def load_coco(json_path: str | Path, image_root: str | Path | None = None, *,
     )
 
 
+def concat_indexes(indexes: list[CocoIndex]) -> CocoIndex:
+    """One index of several COCO files (e.g. procedural films and real films with inserted masses).
+
+    Every file must name the same classes in the same order. Image and annotation ids are renumbered
+    1..N in file order (ids only need to be unique within the result); ``file_name`` becomes the
+    image's path, so the merged index still says where each film is.
+
+    Raises:
+        ValueError: no index given, or files whose categories differ (both lists named).
+    """
+    if not indexes:
+        raise ValueError("concat_indexes needs at least one COCO index")
+    first = indexes[0]
+    images: list[CocoImage] = []
+    next_ann = 1
+    for index in indexes:
+        if index.class_names != first.class_names:
+            raise ValueError(f"{index.json_path} has categories {index.class_names}, but {first.json_path} "
+                             f"has {first.class_names}: files trained together need the same categories")
+        for im in index.images:
+            ann_ids = list(range(next_ann, next_ann + len(im.annotation_ids)))
+            next_ann += len(ann_ids)
+            images.append(replace(im, id=len(images) + 1, file_name=str(im.path), annotation_ids=ann_ids))
+    return replace(first, images=images)
+
+
 def read_class_names(json_path: str | Path) -> list[str]:
     """The class names of a COCO file, in sorted category-id order (label k is name k-1), without loading images.
 

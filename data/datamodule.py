@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from data.coco import CocoIndex, load_coco, patient_split
+from data.coco import CocoIndex, concat_indexes, load_coco, patient_split
 from data.dataset import FolderDataset, RadiographDataset, detection_collate
 from data.folders import find_radiographs, relative_name
 from data.transforms import build_transforms
@@ -102,7 +102,8 @@ class CalcinosisDataModule(pl.LightningDataModule):
 
     Args:
         train_json, val_json, test_json: COCO annotation files (image paths relative to each file's
-            folder unless ``image_root`` is given).
+            folder unless ``image_root`` is given); a list of files is read as one set (e.g.
+            procedural films plus real films with inserted masses).
         image_root: folder the COCO ``file_name``s are relative to (default: the JSON's folder).
         predict_dir: a folder (searched recursively) or a single file for ``predict``.
         val_fraction: share of images split off for validation when ``val_json`` is not given.
@@ -116,9 +117,9 @@ class CalcinosisDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        train_json: str | None = None,
-        val_json: str | None = None,
-        test_json: str | None = None,
+        train_json: str | list[str] | None = None,
+        val_json: str | list[str] | None = None,
+        test_json: str | list[str] | None = None,
         image_root: str | None = None,
         predict_dir: str | None = None,
         val_fraction: float = 0.2,
@@ -144,8 +145,10 @@ class CalcinosisDataModule(pl.LightningDataModule):
         self.datasets: dict[str, RadiographDataset | FolderDataset] = {}
         self.indexes: dict[str, CocoIndex] = {}
 
-    def _index(self, path: str) -> CocoIndex:
-        return load_coco(path, self.image_root)
+    def _index(self, paths: str | list[str]) -> CocoIndex:
+        if isinstance(paths, str):
+            return load_coco(paths, self.image_root)
+        return concat_indexes([load_coco(p, self.image_root) for p in paths])
 
     def _coco_dataset(self, index: CocoIndex, preset: str) -> RadiographDataset:
         return RadiographDataset(index.images, self.image_size, build_transforms(preset, self.image_size),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from data.coco import CocoFormatError, load_coco, patient_split
+from data.coco import CocoFormatError, concat_indexes, load_coco, patient_split
 from data.contract import check_target, make_target
 
 
@@ -189,3 +189,26 @@ def test_patient_split_keeps_patients_on_one_side(tmp_path: Path) -> None:
     assert len(splits) > 1  # the seed matters
     with pytest.raises(ValueError, match="val_fraction"):
         patient_split(index, val_fraction=1.0)
+
+
+def test_concat_indexes_reads_several_files_as_one_set(tmp_path: Path) -> None:
+    files = ["images/knee.png", "images/hip.png", "images/normal.png"]
+    a = load_coco(write_coco(tmp_path / "a", valid_coco(), files))
+    data = valid_coco()
+    data["categories"] = [{"id": 19, "name": "tumoral"}, {"id": 15, "name": "calcinosis"}]  # other ids, same names
+    for ann in data["annotations"]:
+        ann["category_id"] += 10
+    b = load_coco(write_coco(tmp_path / "b", data, files))
+    both = concat_indexes([a, b])
+    assert [im.id for im in both.images] == list(range(1, len(a) + len(b) + 1))
+    assert [str(im.path) for im in both.images] == [str(im.path) for im in a.images + b.images]
+    assert len({im.file_name for im in both.images}) == len(both)  # same names in two folders stay apart
+    ann_ids = [k for im in both.images for k in im.annotation_ids]
+    assert len(ann_ids) == 6 and ann_ids == list(range(1, 7))
+    for merged, orig in zip(both.images, a.images + b.images):
+        np.testing.assert_array_equal(merged.boxes, orig.boxes)
+        np.testing.assert_array_equal(merged.labels, orig.labels)
+    data["categories"][0]["name"] = "vascular"
+    other = load_coco(write_coco(tmp_path / "c", data, files))
+    with pytest.raises(ValueError, match="vascular"):
+        concat_indexes([a, other])

@@ -39,11 +39,13 @@ def _default_loggers() -> list[dict]:
     return loggers
 
 
-def _class_names_of_data(train_json: str | None, val_json: str | None, test_json: str | None) -> list[str] | None:
+def _class_names_of_data(*jsons: str | list[str] | None) -> list[str] | None:
     """Class names from the first COCO file given (train, else val, else test); None: the model's default."""
     from data.coco import read_class_names
 
-    path = train_json or val_json or test_json
+    path = next((j for j in jsons if j), None)
+    if isinstance(path, list):
+        path = path[0]
     return read_class_names(path) if path else None
 
 
