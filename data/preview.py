@@ -108,7 +108,7 @@ def write_contact_sheet(dataset: str | Path | Sequence[dict[str, Any]], out_png:
     cv2.putText(sheet, "calcinosis (labelled)", (36, y + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, LESION, 1, cv2.LINE_AA)
     if show_distractors:
         _dashed_rect(sheet, (230, y - 6), (250, y + 6), LOOKALIKE, 3)
-        cv2.putText(sheet, "look-alike, not labelled (vasc/tend/oste/bone/meta)", (258, y + 5), cv2.FONT_HERSHEY_SIMPLEX,
+        cv2.putText(sheet, "look-alike, not labelled (vasc/tend/oste/bone/meta/mark/rule)", (258, y + 5), cv2.FONT_HERSHEY_SIMPLEX,
                     0.45, LOOKALIKE, 1, cv2.LINE_AA)
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,8 @@ A film is made in physical units: anatomy (``data.synth_anatomy``) and lesions w
 (``data.synth_lesions``) add up as attenuation, then an acquisition model turns the sum into pixels:
 exposure, focal-spot/screen blur, scatter, quantum noise, log and windowing with CR-style edge
 enhancement, collimation and a burned-in side marker. ``--backgrounds`` swaps the procedural anatomy
-for real normal films (display values are taken as attenuation, scaled by the film's bone contrast).
+for real normal films (a folder, or a CSV/text list of files): ``data.synth_real`` models each film's
+intensity curve, blur, noise and joints, ``data.synth_insert`` adds masses, look-alikes and markers.
 
 Every film has its own RNG, ``default_rng([seed, index])`` (the patient's anatomy another,
 ``[seed, patient, 1]``), so a pool of workers writes the same bytes as a serial run.
@@ -31,14 +32,16 @@ from typing import Any
 import cv2
 import numpy as np
 
-from data.synth_anatomy import FIELD_OF_VIEW_MM, JOINT_WEIGHTS, anatomy_from_film, render_anatomy
+from data.synth_anatomy import FIELD_OF_VIEW_MM, JOINT_WEIGHTS, render_anatomy
+from data.synth_backgrounds import Background, list_backgrounds
+from data.synth_insert import insert_into_film
 from data.synth_lesions import insert_findings
+from data.synth_real import analyse_film
 from data.synth_writers import FORMAT_WEIGHTS, FORMATS, write_image
 
 GENERATOR_VERSION = "2.0"
 NEGATIVE_SHARE = 0.37  # films without calcinosis
 LESION_COUNTS, LESION_COUNT_WEIGHTS = (1, 2, 3), (0.72, 0.2, 0.08)
-BACKGROUND_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 @dataclass
@@ -92,13 +95,6 @@ def _expose(rng: np.random.Generator, att: np.ndarray, spacing: float) -> np.nda
     np.clip(x, 0, 1, out=x)
     tone = np.linspace(0, 1, 4096, dtype=np.float32) ** rng.uniform(0.8, 1.3)  # gamma as a lookup table
     return tone[(x * 4095 + 0.5).astype(np.uint16)]
-
-
-def _redisplay(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
-    """A real film with lesions added (display units): mild blur and noise, soft clip of the highlights."""
-    x = cv2.GaussianBlur(x, (0, 0), 0.5) + rng.normal(0, rng.uniform(0.003, 0.01), x.shape).astype(np.float32)
-    x = np.where(x > 0.85, 0.85 + 0.15 * np.tanh((x - 0.85) / 0.15), x)
-    return np.clip(x, 0, 1).astype(np.float32)
 
 
 def _collimator(rng: np.random.Generator, h: int, w: int) -> np.ndarray | None:
@@ -166,25 +162,20 @@ def make_image(seed: int, index: int, spec: dict[str, Any], size_range: tuple[in
     """Render film ``index`` of a dataset: pixels (float32 0..1), lesions, distractors and metadata."""
     rng = np.random.default_rng([seed, index])
     if spec.get("background"):
-        from data.readers import read_radiograph
-
-        source = read_radiograph(spec["background"]).image
-        anatomy, spacing, gain = anatomy_from_film(source, rng)
-        att, (h, w) = source * gain, source.shape
-    else:
-        longest = int(rng.integers(size_range[0], size_range[1] + 1))
-        short = int(longest * rng.uniform(0.72, 0.9))
-        portrait = rng.random() < (0.5 if spec["joint"] in ("hip", "shoulder") else 0.8)
-        h, w = (longest, short) if portrait else (short, longest)
-        spacing = float(np.clip(longest * rng.uniform(0.1, 0.2), *FIELD_OF_VIEW_MM[spec["joint"]])) / longest
-        shape_rng = np.random.default_rng([seed, spec["patient"], 1])  # the patient's anatomy, shared by their films
-        anatomy = render_anatomy(shape_rng, rng, spec["joint"], spec["view"], spec["side"], h, w, spacing)
-        att = cv2.resize(anatomy.attenuation, (w, h), interpolation=cv2.INTER_LINEAR)
+        return _real_image(rng, spec, dicom_fraction)
+    longest = int(rng.integers(size_range[0], size_range[1] + 1))
+    short = int(longest * rng.uniform(0.72, 0.9))
+    portrait = rng.random() < (0.5 if spec["joint"] in ("hip", "shoulder") else 0.8)
+    h, w = (longest, short) if portrait else (short, longest)
+    spacing = float(np.clip(longest * rng.uniform(0.1, 0.2), *FIELD_OF_VIEW_MM[spec["joint"]])) / longest
+    shape_rng = np.random.default_rng([seed, spec["patient"], 1])  # the patient's anatomy, shared by their films
+    anatomy = render_anatomy(shape_rng, rng, spec["joint"], spec["view"], spec["side"], h, w, spacing)
+    att = cv2.resize(anatomy.attenuation, (w, h), interpolation=cv2.INTER_LINEAR)
     corners = _collimator(rng, h, w)
     field = _field_mask(corners, *anatomy.body.shape, spacing / anatomy.spacing)  # at working resolution
     n_lesions = 0 if rng.random() < NEGATIVE_SHARE else int(rng.choice(LESION_COUNTS, p=LESION_COUNT_WEIGHTS))
     lesions, distractors = insert_findings(rng, att, anatomy, spacing, n_lesions, field)
-    film = _redisplay(rng, att / gain) if spec.get("background") else _expose(rng, att, spacing)
+    film = _expose(rng, att, spacing)
     if corners is not None:
         _collimate(rng, film, _field_mask(corners, h, w))
     side = spec.get("side") or str(rng.choice(["L", "R"]))
@@ -193,8 +184,21 @@ def make_image(seed: int, index: int, spec: dict[str, Any], size_range: tuple[in
         _side_marker(rng, film, letter, spacing, [les["bbox"] for les in lesions], _field_mask(corners, h, w))
     np.clip(film, 0, 1, out=film)  # the writers quantise 0..1; noise on a bright border must not wrap
     fmt = "dicom" if rng.random() < dicom_fraction else str(rng.choice(FORMATS, p=FORMAT_WEIGHTS))
-    return {"film": film, "lesions": lesions, "distractors": distractors, "joint": spec.get("joint", "unknown"),
-            "view": spec.get("view", "unknown"), "side": side, "spacing": spacing, "format": fmt}
+    return {"film": film, "lesions": lesions, "distractors": distractors, "joint": spec["joint"],
+            "view": spec["view"], "side": side, "spacing": spacing, "format": fmt}
+
+
+def _real_image(rng: np.random.Generator, spec: dict[str, Any], dicom_fraction: float) -> dict[str, Any]:
+    """A real normal film with masses (or none), look-alikes and markers inserted; keeps its size."""
+    from data.readers import read_radiograph
+
+    source = read_radiograph(spec["background"]).image
+    real = analyse_film(source, rng, spec["joint"], spec["view"])
+    n_lesions = 0 if rng.random() < NEGATIVE_SHARE else int(rng.choice(LESION_COUNTS, p=LESION_COUNT_WEIGHTS))
+    film, lesions, distractors = insert_into_film(rng, source, real, n_lesions)
+    fmt = "dicom" if rng.random() < dicom_fraction else str(rng.choice(FORMATS, p=FORMAT_WEIGHTS))
+    return {"film": film, "lesions": lesions, "distractors": distractors, "joint": spec["joint"],
+            "view": spec["view"], "side": "unknown", "spacing": real.spacing, "format": fmt}
 
 
 def _init_worker() -> None:
@@ -209,14 +213,18 @@ def _render_and_write(job: tuple) -> dict[str, Any]:
     return {**item, "index": index, "file_name": name, "width": w, "height": h}
 
 
-def _plan(seed: int, n: int, backgrounds: list[Path] | None, root: Path | None) -> list[dict[str, Any]]:
-    """Who and what each film shows; about a quarter of patients have two films (other side, follow-up)."""
+def _plan(seed: int, n: int, backgrounds: list[Background] | None) -> list[dict[str, Any]]:
+    """Who and what each film shows; about a quarter of patients have two films (other side, follow-up).
+
+    With backgrounds, film ``i`` is background ``order[i % len]`` of a seeded shuffle: each film once
+    before any repeats.
+    """
     rng = np.random.default_rng([seed, 2**32 - 1])
     if backgrounds:
         order = rng.permutation(len(backgrounds))
         picks = [backgrounds[order[i % len(order)]] for i in range(n)]
-        return [{"background": str(p), "patient_id": "bg-" + p.relative_to(root).with_suffix("").as_posix(),
-                 "source": p.relative_to(root).as_posix()} for p in picks]
+        return [{"background": str(b.path), "patient_id": "bg-" + str(Path(b.source).with_suffix("").as_posix()),
+                 "source": b.source, "joint": b.joint, "view": b.view} for b in picks]
     kinds = list(JOINT_WEIGHTS)
     weights = np.array(list(JOINT_WEIGHTS.values()))
     specs: list[dict[str, Any]] = []
@@ -236,6 +244,7 @@ def _plan(seed: int, n: int, backgrounds: list[Path] | None, root: Path | None) 
 
 
 def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str | Path | None = None,
+               background_role: str | None = None, background_root: str | Path | None = None,
                workers: int | None = None, dicom_fraction: float = 0.15,
                size_range: tuple[int, int] = (800, 2500), verbose: bool = True) -> SynthReport:
     """Write ``n`` synthetic films and their COCO annotations to ``out_dir``.
@@ -244,8 +253,12 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
         out_dir: output folder (created); ``annotations.json`` and ``images/`` go inside.
         n: number of films.
         seed: dataset seed; the same seed gives byte-identical files, whatever ``workers`` is.
-        backgrounds: folder of real normal radiographs (searched recursively) to insert lesions into,
-            instead of procedural anatomy; films keep their size.
+        backgrounds: real normal radiographs to insert lesions into, instead of procedural anatomy
+            (films keep their size): a folder (searched recursively), a CSV with a ``file`` column or a
+            text list (``data.synth_backgrounds.list_backgrounds``). A ``manifest.csv`` in the root
+            gives each film's joint and view.
+        background_role: with a CSV list, only rows of this ``role`` (e.g. ``heldout``).
+        background_root: where a list's relative paths resolve (default: the list's folder).
         workers: processes (default: CPU count).
         dicom_fraction: share of films written as DICOM.
         size_range: longest side of procedural films, px (min, max).
@@ -257,13 +270,8 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
     start = time.perf_counter()
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    bg_files, root = None, None
-    if backgrounds is not None:
-        root = Path(backgrounds)
-        bg_files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in BACKGROUND_EXTENSIONS)
-        if not bg_files:
-            raise FileNotFoundError(f"{backgrounds}: no .png/.jpg/.jpeg/.tif/.tiff radiographs found")
-    specs = _plan(seed, n, bg_files, root)
+    bg_files = list_backgrounds(backgrounds, background_role, background_root) if backgrounds is not None else None
+    specs = _plan(seed, n, bg_files)
     jobs = [(seed, i, specs[i], tuple(size_range), dicom_fraction, out) for i in range(n)]
     workers = min(workers or os.cpu_count() or 1, n)
     if workers > 1:
@@ -287,7 +295,7 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
             x, y, bw, bh = les["bbox"]
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
                                 "bbox": [x, y, bw, bh], "area": bw * bh, "iscrowd": 0,
-                                "attributes": {"pattern": les["pattern"], "diameter_mm": les["diameter_mm"]}})
+                                "attributes": {k: v for k, v in les.items() if k != "bbox"}})
     coco = {"info": {"description": "calcidet synthetic radiographs with periarticular calcinosis",
                      "generator": "calcidet.data.synth", "version": GENERATOR_VERSION, "seed": seed,
                      "backgrounds": bool(bg_files)},

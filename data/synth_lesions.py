@@ -61,7 +61,7 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: float) -> np.n
 
 
 def render_calcinosis(rng: np.random.Generator, diameter_mm: float, spacing_mm: float, pattern: str = "cloud",
-                      density: float = 1.0) -> np.ndarray:
+                      density: float = 1.0, lobule: float = 0.16) -> np.ndarray:
     """Draw one calcinosis mass as a square float32 patch of added attenuation (0 around it).
 
     Args:
@@ -70,6 +70,7 @@ def render_calcinosis(rng: np.random.Generator, diameter_mm: float, spacing_mm: 
         spacing_mm: film pixel spacing; the patch is about ``1.3 * diameter_mm / spacing_mm`` px across.
         pattern: "cloud" (solid lobules), "cystic" (rimmed loculi) or "sedimentation" (fluid-calcium levels).
         density: 1 for a typical dense mass; 0.2-0.4 for a faint one.
+        lobule: typical lobule radius as a share of the mass's radius (0.08: many small, 0.3: a few big).
 
     Returns:
         The patch, centred on the mass.
@@ -92,7 +93,8 @@ def render_calcinosis(rng: np.random.Generator, diameter_mm: float, spacing_mm: 
     placed: list[tuple[float, float, float]] = []
     while covered < area and len(placed) < 120:
         first = len(placed) < loculi
-        r = radius * (rng.uniform(0.22, 0.42) if first else float(np.clip(rng.lognormal(np.log(0.16), 0.4), 0.06, 0.35)))
+        r = radius * (rng.uniform(0.22, 0.42) if first else float(np.clip(rng.lognormal(np.log(lobule), 0.4),
+                                                                      min(0.06, 0.4 * lobule), max(0.35, 2 * lobule))))
         r = max(r, 0.8 / mm)
         for _ in range(8):  # nodules pack side by side: lucent clefts between them, not a pile
             theta = rng.uniform(0, 2 * np.pi)

@@ -2,6 +2,9 @@
 
     calcidet synth --out data/synth --n 200 --seed 1 --preview data/synth/preview.png
     calcidet synth --out data/mine --n 500 --seed 2 --backgrounds /path/to/normal/films
+    calcidet synth --out runs/real_train --n 800 --seed 1 --backgrounds data/films
+    calcidet synth --out runs/real_test --n 268 --seed 20261203 --backgrounds benchmarks/real_film_split.csv \
+        --background-role heldout --background-root ../shared/radiographs/fracatlas
     python -m train.synth_cmd --out /tmp/s --n 200 --seed 1 --preview /tmp/s/preview.png
 """
 
@@ -20,7 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder (annotations.json, images/)")
     parser.add_argument("--n", type=int, default=200, help="number of films (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed: same seed, identical files (default 0)")
-    parser.add_argument("--backgrounds", help="folder of real normal radiographs to insert lesions into")
+    parser.add_argument("--backgrounds", help="real normal radiographs to insert lesions into: a folder, a CSV "
+                        "with a 'file' column, or a text list (a manifest.csv in the root gives joint and view)")
+    parser.add_argument("--background-role", help="with a CSV list: only rows whose 'role' is this (e.g. heldout)")
+    parser.add_argument("--background-root", help="where a list's relative paths resolve (default: its folder)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--dicom-fraction", type=float, default=0.15, help="share written as DICOM (default 0.15)")
     parser.add_argument("--min-size", type=int, default=800, help="smallest longest side, px (default 800)")
@@ -33,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need 64 <= --min-size <= --max-size")
     if not 0.0 <= args.dicom_fraction <= 1.0:
         parser.error("--dicom-fraction must be between 0 and 1")
-    synthesize(args.out, args.n, args.seed, backgrounds=args.backgrounds, workers=args.workers,
+    if (args.background_role or args.background_root) and not args.backgrounds:
+        parser.error("--background-role/--background-root need --backgrounds")
+    synthesize(args.out, args.n, args.seed, backgrounds=args.backgrounds, background_role=args.background_role,
+               background_root=args.background_root, workers=args.workers,
                dicom_fraction=args.dicom_fraction, size_range=(args.min_size, args.max_size))
     if args.preview:
         print(f"preview: {write_contact_sheet(args.out, args.preview)}")

@@ -1,0 +1,153 @@
+"""Calcinosis masses, look-alikes and burned-in markers inserted into a real normal film.
+
+    from data.synth_real import analyse_film
+    from data.synth_insert import insert_into_film
+    out, lesions, distractors = insert_into_film(rng, film, analyse_film(film, rng), n_lesions=1)
+
+Used by ``calcidet synth --backgrounds`` (``data/synth.py``); the film model (intensity curve, blur,
+noise, where masses go) is ``data.synth_real``'s. Domain randomisation, per mass: diameter 3-30% of
+the film's short side (log-uniform, so half are under 9.5%: small masses are the hard case),
+density from barely visible to dense (log-uniform), lobule size (many small or a few big lobules),
+pattern (cloud, cystic rims, fluid-calcium levels), and how far it tucks against or over the bone.
+
+The label: a mass's COCO box is the extent of its own added attenuation at or above
+``BOX_DENSITY_FRACTION`` of its peak, on the film's pixel grid, after resampling and blur.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from data.synth_anatomy import distance_mm
+from data.synth_lesions import PATTERN_WEIGHTS, PATTERNS, _pick, insert_findings, render_calcinosis
+from data.synth_markers import burn_markers
+from data.synth_real import RealFilm, add_attenuation, to_logit
+
+BOX_DENSITY_FRACTION = 0.15  # the box holds every pixel where the mass adds >= 15% of its peak attenuation
+DIAMETER_FRAC = (0.03, 0.30)  # of the film's short side, log-uniform
+DENSITY = (0.12, 1.6)  # multiplies ``render_calcinosis``'s density, log-uniform: barely visible to dense
+LOBULE = (0.08, 0.3)  # typical lobule radius / mass radius, log-uniform
+NEAR_BONE_MM = 20.0  # a mass's centre lies at most its radius plus this from bone
+OVERSAMPLE, MAX_RENDER_PX = 3, 200  # draw masses up to 3x finer than the film (at most 200 px across)
+RENDER_BLUR_PX = 0.35  # blur the drawing already has on the film grid (area averaging, drawing blur)
+
+
+def render_mass(rng: np.random.Generator, real: RealFilm, diameter_px: float, pattern: str, density: float,
+                lobule: float) -> np.ndarray:
+    """A mass's added attenuation at film resolution: drawn finer, area-averaged, blurred like the film."""
+    os_ = int(np.clip(MAX_RENDER_PX // max(1.3 * diameter_px, 1.0), 1, OVERSAMPLE))
+    patch = render_calcinosis(rng, diameter_px * real.spacing, real.spacing / os_, pattern, density, lobule=lobule)
+    if os_ > 1:  # area-average onto the film's grid, as the film itself was downsampled
+        n = -(-patch.shape[0] // os_)
+        patch = np.pad(patch, (0, n * os_ - patch.shape[0]))
+        patch = cv2.resize(patch, (n, n), interpolation=cv2.INTER_AREA)
+    extra = float(np.sqrt(max(real.blur_px**2 - RENDER_BLUR_PX**2, 0.0)))
+    if extra > 0.1:
+        pad = int(np.ceil(3 * extra)) + 1
+        patch = cv2.GaussianBlur(np.pad(patch, pad), (0, 0), extra)
+    return patch
+
+
+def place_patch(delta: np.ndarray, patch: np.ndarray, x0: int, y0: int) -> tuple[list[float], tuple] | None:
+    """Add ``patch`` to ``delta`` at top-left (x0, y0), clipped to the film.
+
+    Returns:
+        The COCO box of the patch's pixels at or above ``BOX_DENSITY_FRACTION`` of its peak (the
+        whole patch's peak, even if part of it falls off the film), and the (rows, cols) slices
+        of ``delta`` that the clipped patch covers; None if nothing of it is on the film.
+    """
+    h, w = delta.shape
+    ph, pw = patch.shape
+    xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + pw, w), min(y0 + ph, h)
+    if xa >= xb or ya >= yb:
+        return None
+    part = patch[ya - y0:yb - y0, xa - x0:xb - x0]
+    ys, xs = np.nonzero(part >= BOX_DENSITY_FRACTION * float(patch.max()))
+    if len(xs) == 0:
+        return None
+    delta[ya:yb, xa:xb] += part
+    box = [float(xa + xs.min()), float(ya + ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+    return box, np.s_[ya:yb, xa:xb]
+
+
+def _contrast(film: np.ndarray, real: RealFilm, part: np.ndarray, where: tuple) -> float:
+    """90th percentile of the display brightening the mass alone causes, over its boxed density."""
+    d = np.clip(film[where], 1e-3, 1 - 1e-3)
+    lifted = 1.0 / (1.0 + np.exp(-(to_logit(d) + part / real.slope))) - d
+    dense = part >= BOX_DENSITY_FRACTION * float(part.max())
+    return round(float(np.percentile(lifted[dense], 90)), 4) if dense.any() else 0.0
+
+
+def _place_masses(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_lesions: int,
+                  delta: np.ndarray) -> tuple[list[dict], np.ndarray]:
+    """Masses into ``delta`` (in place); returns their records and the working-resolution busy mask."""
+    an = real.anatomy
+    ws, scale = an.spacing, an.spacing / real.spacing
+    hw, ww = an.body.shape
+    to_bone, to_skin = distance_mm(~an.bone, ws), distance_mm(an.body, ws)
+    to_edge = distance_mm(np.pad(np.ones((hw, ww), bool), 1), ws)[1:-1, 1:-1]
+    yy, xx = np.mgrid[0:hw, 0:ww].astype(np.float32)
+    busy = np.zeros((hw, ww), bool)
+    short = min(film.shape)
+    lesions: list[dict] = []
+    for _ in range(n_lesions):
+        frac = float(np.exp(rng.uniform(*np.log(DIAMETER_FRAC))))
+        snug = rng.uniform(0.15, 1.0)  # 0.15: tucked well over the bone's edge; 1: just clear of it
+        for _attempt in range(5):  # no room: smaller, and closer in over the bone
+            r = frac * short * real.spacing / 2  # mm
+            ok = (real.weight > 0) & ~busy & (to_bone >= snug * r) & (to_bone <= r + NEAR_BONE_MM)
+            ok &= (to_skin >= 0.35 * r) & (to_edge >= 0.6 * r)
+            if ok.any():
+                break
+            frac, snug = max(DIAMETER_FRAC[0], 0.75 * frac), 0.5 * snug
+        centre = _pick(rng, ok, real.weight)
+        if centre is None:
+            continue
+        pattern = str(rng.choice(PATTERNS, p=PATTERN_WEIGHTS))
+        density = float(np.exp(rng.uniform(*np.log(DENSITY))))
+        patch = render_mass(rng, real, frac * short, pattern, density, float(np.exp(rng.uniform(*np.log(LOBULE)))))
+        x0 = int(round(centre[0] * scale)) - patch.shape[1] // 2
+        y0 = int(round(centre[1] * scale)) - patch.shape[0] // 2
+        placed = place_patch(delta, patch, x0, y0)
+        if placed is None:
+            continue
+        box, where = placed
+        part = patch[where[0].start - y0:where[0].stop - y0, where[1].start - x0:where[1].stop - x0]
+        busy |= np.hypot(xx - centre[0], yy - centre[1]) * ws < 1.1 * r + 5
+        lesions.append({"bbox": box, "pattern": pattern, "diameter_mm": round(2 * r, 1),
+                        "diameter_frac": round(frac, 4), "density": round(density, 3),
+                        "contrast": _contrast(film, real, part, where)})
+    return lesions, busy
+
+
+def insert_into_film(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_lesions: int,
+                     markers: bool = True) -> tuple[np.ndarray, list[dict], list[dict]]:
+    """Insert masses, look-alikes and markers into a real film.
+
+    Args:
+        rng: random generator.
+        film: float32 H x W display values in 0..1, bone bright.
+        real: ``data.synth_real.analyse_film(film, ...)``.
+        n_lesions: masses to place (fewer if the film has no room for them).
+        markers: burn in side letters, text and rulers (hard negatives).
+
+    Returns:
+        ``(film, lesions, distractors)``: the new film (float32 0..1); lesions with ``bbox`` (COCO xywh,
+        film px), ``pattern``, ``diameter_mm``, ``diameter_frac``, ``density``, ``contrast`` (display
+        units); distractors with ``kind`` and ``bbox``, never labelled.
+    """
+    delta = np.zeros(film.shape, np.float32)
+    lesions, busy = _place_masses(rng, film, real, n_lesions, delta)
+    # Look-alikes are drawn on the film's grid; blur them as the film is blurred.
+    extra = np.zeros(film.shape, np.float32)
+    clear = ~cv2.dilate(busy.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    if real.anatomy.keepout is not None:
+        clear &= ~real.anatomy.keepout
+    _, distractors = insert_findings(rng, extra, real.anatomy, real.spacing, 0, clear)
+    sigma = float(np.sqrt(max(real.blur_px**2 - 0.6**2, 0.0)))
+    delta += cv2.GaussianBlur(extra, (0, 0), sigma) if sigma > 0.1 else extra
+    out = add_attenuation(film, real, delta, rng)
+    if markers:
+        distractors += burn_markers(rng, out, real.spacing, real.blur_px, [les["bbox"] for les in lesions])
+    return out, lesions, distractors

@@ -1,0 +1,122 @@
+"""Real films as backgrounds: the vendored films, the split, placement, the box contract, joint/view.
+
+    .venv/bin/python -m pytest tests/test_synth_real.py -q
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from data.readers import read_radiograph
+from data.synth import synthesize
+from data.synth_backgrounds import CATEGORY_JOINTS, list_backgrounds
+from data.synth_insert import BOX_DENSITY_FRACTION, place_patch, render_mass
+from data.synth_real import add_attenuation, analyse_film, placement_weight, to_logit
+
+REPO = Path(__file__).resolve().parents[1]
+FILMS = REPO / "data" / "films"
+SPLIT = REPO / "benchmarks" / "real_film_split.csv"
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_all_vendored_films_decode_and_match_the_manifest() -> None:
+    rows = _rows(FILMS / "manifest.csv")
+    on_disk = {p.relative_to(FILMS).as_posix() for p in FILMS.rglob("*.jpg")}
+    assert len(rows) == 400 and {r["file"] for r in rows} == on_disk
+    for r in rows:
+        image = read_radiograph(FILMS / r["file"]).image
+        # The manifest states the stored size; a few films carry an EXIF rotation, which readers apply.
+        stored = cv2.imread(str(FILMS / r["file"]), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION).shape
+        assert stored == (int(r["height"]), int(r["width"])) and image.shape in (stored, stored[::-1])
+        assert r["category"] in CATEGORY_JOINTS and np.isfinite(image).all() and image.std() > 0.05
+
+
+def test_split_roles_are_disjoint_and_demo_is_exactly_the_vendored_films() -> None:
+    rows = _rows(SPLIT)
+    files = [r["file"] for r in rows]
+    assert len(files) == len(set(files)), "a film has two roles"
+    roles = {role: {r["file"] for r in rows if r["role"] == role} for role in ("demo", "heldout", "reserve")}
+    assert sum(map(len, roles.values())) == len(rows)
+    assert roles["demo"] == {r["file"] for r in _rows(FILMS / "manifest.csv")}
+    assert len(roles["heldout"]) == 268
+
+
+@pytest.mark.parametrize("name", ["hand_wrist_forearm/IMG0000359.jpg", "hip_pelvis/IMG0000726.jpg"])
+def test_box_is_the_inserted_mass_above_the_stated_density(name: str) -> None:
+    film = read_radiograph(FILMS / name).image
+    real = analyse_film(film, np.random.default_rng(0))
+    patch = render_mass(np.random.default_rng(1), real, 0.12 * min(film.shape), "cystic", 1.0, 0.15)
+    delta = np.zeros(film.shape, np.float32)
+    h, w = film.shape
+    box, _ = place_patch(delta, patch, w // 2 - patch.shape[1] // 2, h // 2 - patch.shape[0] // 2)
+    out = add_attenuation(film, real, delta)  # no noise: the diff is the mass alone
+    # Back to attenuation: the logit of the display, times the film's slope.
+    added = (to_logit(out).astype(np.float64) - to_logit(film)) * real.slope
+    assert np.abs(added - delta).max() < 1e-3 * delta.max()
+    peak = float(patch.max())
+
+    def extent(threshold: float) -> list[float]:
+        ys, xs = np.nonzero(added >= threshold)
+        return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+
+    # Exact up to float32 rounding: sandwiched between slightly stricter and looser thresholds.
+    inner, outer = extent(BOX_DENSITY_FRACTION * peak * 1.001), extent(BOX_DENSITY_FRACTION * peak * 0.999)
+    assert inner[0] >= box[0] >= outer[0] and inner[1] >= box[1] >= outer[1]
+    assert inner[0] + inner[2] <= box[0] + box[2] <= outer[0] + outer[2]
+    assert inner[1] + inner[3] <= box[1] + box[3] <= outer[1] + outer[3]
+    assert (out[delta == 0] == film[delta == 0]).all()  # untouched outside the mass
+
+
+def test_placement_never_inside_a_bone_ring_or_outside_the_body() -> None:
+    # A synthetic pelvis-like mask: a body, a bone ring with soft tissue inside, a long bone beside it.
+    body = np.zeros((200, 240), bool)
+    body[20:190, 10:230] = True
+    yy, xx = np.mgrid[0:200, 0:240]
+    r = np.hypot(xx - 90, yy - 100)
+    bone = (r > 40) & (r < 52)
+    bone |= (np.abs(xx - 185) < 9) & (yy > 40) & (yy < 185)
+    weight, joints = placement_weight(body, bone, 1.0)
+    inside_ring = r < 38
+    assert weight.max() > 0 and len(joints) > 0
+    assert not weight[inside_ring].any() and not weight[~body].any() and not weight[bone].any()
+
+
+def test_joint_and_view_come_from_the_manifest(tmp_path: Path) -> None:
+    rows = _rows(FILMS / "manifest.csv")
+    picks = [next(r for r in rows if r["category"] == c and int(r["width"]) < 1000) for c in CATEGORY_JOINTS]
+    listing = tmp_path / "films.txt"
+    listing.write_text("\n".join(r["file"] for r in picks) + "\n")
+    backgrounds = list_backgrounds(listing, root=FILMS)
+    assert [b.source for b in backgrounds] == sorted(r["file"] for r in picks)
+    synthesize(tmp_path / "out", n=len(picks), seed=3, backgrounds=listing, background_root=FILMS, workers=1,
+               dicom_fraction=0.0, verbose=False)
+    coco = json.loads((tmp_path / "out" / "annotations.json").read_text())
+    by_file = {r["file"]: r for r in picks}
+    for im in coco["images"]:
+        row = by_file[im["background"]]
+        assert im["joint"] == CATEGORY_JOINTS[row["category"]]
+        views = [v for v in ("frontal", "lateral", "oblique") if row[v] == "1"]
+        assert im["view"] == "+".join(views)
+    for a in coco["annotations"]:
+        attrs = a["attributes"]
+        assert {"pattern", "diameter_mm", "diameter_frac", "contrast"} <= set(attrs)
+        assert 0.03 * 0.99 <= attrs["diameter_frac"] <= 0.30
+
+
+def test_heldout_role_selects_only_heldout_films() -> None:
+    shared = REPO.parent / "shared" / "radiographs" / "fracatlas"
+    if not shared.is_dir():
+        pytest.skip("../shared/radiographs is not present")
+    films = list_backgrounds(SPLIT, role="heldout", root=shared)
+    heldout = {r["file"] for r in _rows(SPLIT) if r["role"] == "heldout"}
+    assert {b.source for b in films} == heldout and all(b.joint != "unknown" for b in films)
