@@ -115,7 +115,8 @@ class FolderDataset(Dataset):
 
     Each sample is ``(image 1 x H x W, meta)`` with ``meta``: ``path``, ``name`` (POSIX path relative
     to the input root), ``original_size`` (H, W), ``pixel_spacing_mm``, ``spacing_source``,
-    ``source_format`` and ``error`` (None, or the reason the file was skipped; the image is then 1x1).
+    ``source_format``, ``tags`` (``Radiograph.tags``: what a DICOM file says it shows) and ``error``
+    (None, or the reason the file was skipped; the image is then 1x1).
     """
 
     def __init__(self, files: Sequence[Path], names: Sequence[str], image_size: int) -> None:
@@ -131,7 +132,7 @@ class FolderDataset(Dataset):
     def __getitem__(self, index: int) -> Sample:
         meta: dict[str, Any] = {"path": str(self.files[index]), "name": self.names[index], "error": None,
                                 "original_size": None, "pixel_spacing_mm": None, "spacing_source": None,
-                                "source_format": None}
+                                "source_format": None, "tags": {}}
         try:
             rad = read_radiograph(self.files[index])
         except RadiographReadError as exc:
@@ -141,6 +142,6 @@ class FolderDataset(Dataset):
             meta["error"] = f"unexpected {type(exc).__name__}: {exc}"
             return torch.zeros((1, 1, 1)), meta
         meta.update(original_size=rad.original_size, pixel_spacing_mm=rad.pixel_spacing_mm,
-                    spacing_source=rad.spacing_source, source_format=rad.source_format)
+                    spacing_source=rad.spacing_source, source_format=rad.source_format, tags=rad.tags)
         image = resize_longest(rad.image, self.image_size)
         return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None], meta

@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -48,6 +48,13 @@ NORMALIZE_MODES = ("percentile", "minmax", "none")
 
 # Resolutions that image writers put in by default: they describe a screen or a printer, not a detector.
 _DEFAULT_DPI = (1, 72, 96, 150, 300, 600)
+# DICOM elements that say what a film shows, in the order a reader trusts them (the coded one first);
+# CR readers put the exam menu ("CHEST PA") in AcquisitionDeviceProcessingDescription.
+BODY_PART_TAGS = (
+    "BodyPartExamined", "ViewPosition", "StudyDescription", "SeriesDescription", "ProtocolName",
+    "RequestedProcedureDescription", "PerformedProcedureStepDescription",
+    "AcquisitionDeviceProcessingDescription", "Modality",
+)
 # ~130k pixels on a regular grid pin the 0.5/99.5 percentiles to well under 1% of the range, at a
 # tenth of the cost of all of a 1.3 Mpx film (sorting is what decoding time goes to after the codec).
 _PERCENTILE_SAMPLE = 1 << 17
@@ -83,6 +90,8 @@ class Radiograph:
         source_format: "png", "jpeg", "tiff" or "dicom".
         bit_depth: bits per sample of the stored greyscale data (DICOM: BitsStored).
         photometric: colour model as the file names it (DICOM/TIFF photometric, PIL mode for PNG/JPEG).
+        tags: the non-empty ``BODY_PART_TAGS`` of a DICOM file as text (what ``data.scope`` reads);
+            empty for other formats.
     """
 
     image: np.ndarray
@@ -93,6 +102,7 @@ class Radiograph:
     source_format: str
     bit_depth: int
     photometric: str | None
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,6 +116,7 @@ class _Decoded:
     invert: bool = False  # stored white-is-zero (MONOCHROME1, TIFF min-is-white)
     spacing: tuple[float, float] | None = None
     spacing_source: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def is_dicom_file(path: str | Path) -> bool:
@@ -191,6 +202,7 @@ def read_radiograph(
         source_format=fmt,
         bit_depth=dec.bit_depth,
         photometric=dec.photometric,
+        tags=dec.tags,
     )
 
 
@@ -448,7 +460,25 @@ def _decode_dicom(data: bytes, fmt: str) -> _Decoded:
         invert=photometric == "MONOCHROME1",
         spacing=spacing,
         spacing_source=source,
+        tags=_body_part_tags(ds),
     )
+
+
+def _body_part_tags(ds: pydicom.Dataset) -> dict[str, str]:
+    """The non-empty ``BODY_PART_TAGS`` as text; an element that cannot be decoded is left out."""
+    tags = {}
+    for keyword in BODY_PART_TAGS:
+        try:
+            value = ds.get(keyword)
+            # A multi-valued element (VM > 1) is joined the way DICOM stores it.
+            multi = isinstance(value, pydicom.multival.MultiValue)
+            text = "\\".join(map(str, value)) if multi else str(value or "")
+        except Exception:  # noqa: BLE001 - a bad character set in a description must not lose the film
+            continue
+        text = " ".join(text.split())
+        if text:
+            tags[keyword] = text
+    return tags
 
 
 def _dicom_display_values(

@@ -3,6 +3,9 @@
     calcidet detect scans/ --checkpoint runs/demo/checkpoints/last.ckpt --output results/
     calcidet detect a/ b/ x.dcm --checkpoint CKPT --output results/ --overlays --threshold 0.05
 
+Films out of calcidet's scope (chest, abdomen, skull, ... by their DICOM tags; see ``data.scope``)
+are listed but not searched unless ``--all-films`` is given.
+
 Files are decoded in DataLoader workers while the network runs (Lightning ``Trainer.predict``; with
 ``--devices N`` on GPUs each rank journals its share and rank 0 merges). Results are journaled as they
 come, so an interrupted run picks up where it stopped when rerun with the same arguments; the final
@@ -29,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from data.dataset import FolderDataset, detection_collate, resize_longest, to_uint8
 from data.folders import find_radiographs, relative_name
 from data.readers import read_radiograph
+from data.scope import ImageScopeCheck, ScopeVerdict, assess_scope
 from model.checkpoint import CheckpointError
 from model.inference import DEFAULT_THRESHOLD, CalcinosisPredictor, Detections
 from train import detect_writer
@@ -46,6 +50,10 @@ a low one (`--threshold 0.05`): evaluation only sees detections above it.
 
 speed: files are decoded by --num-workers processes while the network runs. Without a GPU each
 worker takes a core from the network; on a 2-4 core machine --num-workers 1 is usually fastest.
+
+scope: a film whose DICOM tags name only an out-of-scope part (BodyPartExamined=CHEST, a skull,
+spine, abdomen, breast or dental study) gets no boxes; images.csv says why in scope_reason. Films that
+name nothing (PNG/JPEG/TIFF) or contradict themselves are `unknown` and searched as usual.
 
 outputs in DIR: detections.csv, images.csv, detections.json, run.json, overlays/ (--overlays) and
 .journal/ (resume state; rerun the same command to finish an interrupted run).
@@ -65,6 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--num-workers", type=int, default=2, help="decoding processes per device (default 2)")
     p.add_argument("--overlays", action="store_true", help="also write DIR/overlays/<image>.png with boxes drawn")
     p.add_argument("--tta", action="store_true", help="add horizontally flipped inference, merged by NMS")
+    p.add_argument("--all-films", action="store_true",
+                   help="search out-of-scope films too (they are still marked out_of_scope in images.csv)")
     p.add_argument("--overwrite", action="store_true", help="discard earlier results in DIR instead of resuming")
     args = p.parse_args(argv)
     if args.batch_size < 1 or args.devices < 1 or args.num_workers < 0:
@@ -157,13 +167,29 @@ def _as_collated(batch: Any) -> Any:
 
 
 class DetectionModule(pl.LightningModule):
-    """``CalcinosisPredictor`` as a LightningModule: ``predict_step`` returns journal records."""
+    """``CalcinosisPredictor`` as a LightningModule: ``predict_step`` returns journal records.
 
-    def __init__(self, predictor: CalcinosisPredictor, tta: bool) -> None:
+    Args:
+        predictor: the detector.
+        tta: add horizontally flipped inference.
+        all_films: search out-of-scope films too (``data.scope``); by default they get no boxes.
+        image_check: judges films whose tags say nothing (``data.scope.assess_scope``); None: unknown.
+    """
+
+    def __init__(self, predictor: CalcinosisPredictor, tta: bool, all_films: bool = False,
+                 image_check: ImageScopeCheck | None = None) -> None:
         super().__init__()
         self.predictor = predictor
         self.model = predictor.model  # registered, so Lightning moves it to the rank's device
         self.tta = tta
+        self.all_films = all_films
+        self.image_check = image_check
+
+    def _scope(self, image: Tensor, meta: dict[str, Any]) -> ScopeVerdict:
+        if meta["error"] is not None:
+            return ScopeVerdict("unknown")
+        pixels = image[0].cpu().numpy() if self.image_check is not None else None
+        return assess_scope(meta.get("tags") or {}, pixels, self.image_check)
 
     def on_predict_start(self) -> None:
         self.predictor.device = self.device
@@ -173,7 +199,9 @@ class DetectionModule(pl.LightningModule):
 
     def predict_step(self, batch: tuple[list[Tensor], list[dict]], batch_idx: int) -> list[dict[str, Any]]:
         images, metas = batch
-        ok = [i for i, m in enumerate(metas) if m["error"] is None]
+        verdicts = [self._scope(image, meta) for image, meta in zip(images, metas, strict=True)]
+        ok = [i for i, m in enumerate(metas) if m["error"] is None
+              and (self.all_films or verdicts[i].scope != "out_of_scope")]
         found: dict[int, Detections] = {}
         errors: dict[int, str] = {}
         try:
@@ -188,7 +216,8 @@ class DetectionModule(pl.LightningModule):
                     errors[i] = f"model failed: {type(exc).__name__}: {exc}"
         records = []
         for i, meta in enumerate(metas):
-            record = detect_writer.image_record(meta, found.get(i), self.predictor.class_names, errors.get(i))
+            record = detect_writer.image_record(meta, found.get(i), self.predictor.class_names, errors.get(i),
+                                                verdicts[i])
             if meta.get("preview") is not None:
                 record["preview"] = meta["preview"]
             records.append(record)
@@ -245,7 +274,8 @@ def run_predict(args: argparse.Namespace, predictor: CalcinosisPredictor, datase
                          enable_checkpointing=False, enable_model_summary=False, default_root_dir=args.output,
                          callbacks=[writer, ImagesPerSecondBar()])
     try:
-        trainer.predict(DetectionModule(predictor, args.tta), dataloaders=loader, return_predictions=False)
+        trainer.predict(DetectionModule(predictor, args.tta, args.all_films), dataloaders=loader,
+                        return_predictions=False)
         trainer.strategy.barrier("detect-merge")  # every rank's journal is complete past this point
     finally:
         torch.set_num_threads(threads)  # callers in the same process (tests, notebooks) keep theirs
@@ -276,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     info = predictor.checkpoint
     source = ("--threshold" if args.threshold is not None
               else "checkpoint" if info.get("operating_threshold") is not None else "default")
-    settings = {"checkpoint_sha256": info["sha256"], "threshold": predictor.threshold, "tta": args.tta}
+    settings = {"checkpoint_sha256": info["sha256"], "threshold": predictor.threshold, "tta": args.tta,
+                "all_films": args.all_films}
     out.mkdir(parents=True, exist_ok=True)
     journal = out / detect_writer.JOURNAL_DIR
     if _is_first_process():
@@ -318,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
                    "images_per_s": round(processed / predict_s, 3) if predict_s > 0 else None},
     }
     detect_writer.atomic_write_text(out / "run.json", json.dumps(run, indent=2, default=str))
-    print(f"calcidet detect: {len(records)} images ({counts['ok']} ok, {counts['error']} failed), "
+    print(f"calcidet detect: {len(records)} images ({counts['ok']} ok, {counts['error']} failed, "
+          f"{counts['out_of_scope']} out of scope{', searched' if args.all_films else ''}), "
           f"{counts['detections']} detections at threshold {predictor.threshold:g} ({source}); "
           f"{processed} processed in {predict_s:.1f} s; results in {out}")
     return 0

@@ -10,7 +10,8 @@ over the old one, so no reader ever sees half a file; rows are sorted by image n
 writes the same files as an uninterrupted one:
 
 - ``detections.csv``: one row per box, in original-image pixels (``data.contract``);
-- ``images.csv``: one row per image found, failed ones included, with the reason;
+- ``images.csv``: one row per image found, failed ones included, with the reason, and its ``scope``
+  (``in_scope``, ``out_of_scope`` or ``unknown``; see ``data.scope``) with ``scope_reason``;
 - ``detections.json``: COCO results (``image_id``, ``category_id``, ``bbox`` as x, y, w, h,
   ``score``) plus ``images``, a name -> id mapping: the id is 1 + the image's position in the sorted
   list of all names (failed images keep theirs), so ids are stable for a given set of inputs.
@@ -37,6 +38,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
+from data.scope import ScopeVerdict
 from model.inference import Detections
 
 JOURNAL_DIR = ".journal"
@@ -44,7 +46,7 @@ MAX_PART_BYTES = 200  # of an output path's parts: leaves room for a suffix and 
 FINAL_FILES = ("detections.csv", "images.csv", "detections.json", "run.json")
 DETECTION_COLUMNS = ["image", "x_min", "y_min", "x_max", "y_max", "confidence", "label", "width_mm", "height_mm"]
 IMAGE_COLUMNS = ["image", "status", "reason", "width", "height", "pixel_spacing_row_mm", "pixel_spacing_col_mm",
-                 "spacing_source", "format", "num_detections", "max_confidence"]
+                 "spacing_source", "format", "num_detections", "max_confidence", "scope", "scope_reason"]
 
 
 class JournalMismatchError(RuntimeError):
@@ -149,15 +151,19 @@ def read_journal(journal: Path) -> dict[str, dict[str, Any]]:
 
 
 def image_record(meta: dict[str, Any], found: Detections | None, class_names: list[str],
-                 error: str | None = None) -> dict[str, Any]:
-    """One journal line: what ``images.csv`` and ``detections.csv`` need about an image."""
+                 error: str | None = None, verdict: ScopeVerdict | None = None) -> dict[str, Any]:
+    """One journal line: what ``images.csv`` and ``detections.csv`` need about an image.
+
+    ``verdict`` is the film's scope (``data.scope.assess_scope``); None records ``unknown``.
+    """
     error = error or meta.get("error")
+    verdict = verdict or ScopeVerdict("unknown")
     record: dict[str, Any] = {
         "image": meta["name"], "path": meta["path"], "stamp": meta["stamp"],
         "status": "error" if error else "ok", "reason": error or "",
         "height": None, "width": None, "pixel_spacing_mm": meta.get("pixel_spacing_mm"),
         "spacing_source": meta.get("spacing_source"), "format": meta.get("source_format"),
-        "boxes": [], "scores": [], "labels": [],
+        "boxes": [], "scores": [], "labels": [], "scope": verdict.scope, "scope_reason": verdict.reason,
     }
     if meta.get("original_size") is not None:
         record["height"], record["width"] = (int(v) for v in meta["original_size"])
@@ -249,7 +255,7 @@ def write_final_files(records: list[dict[str, Any]], out_dir: Path, class_names:
     """Write ``detections.csv``, ``images.csv`` and ``detections.json`` from journal records.
 
     Returns:
-        counts of images ``ok`` and ``error`` and of ``detections``.
+        counts of images ``ok`` and ``error``, of ``out_of_scope`` images and of ``detections``.
     """
     records = sorted(records, key=lambda r: r["image"])
     det_csv, img_csv = io.StringIO(), io.StringIO()
@@ -258,9 +264,10 @@ def write_final_files(records: list[dict[str, Any]], out_dir: Path, class_names:
     img_rows.writerow(IMAGE_COLUMNS)
     coco: list[dict[str, Any]] = []
     ids = {r["image"]: i + 1 for i, r in enumerate(records)}
-    counts = {"ok": 0, "error": 0, "detections": 0}
+    counts = {"ok": 0, "error": 0, "out_of_scope": 0, "detections": 0}
     for r in records:
         counts[r["status"]] += 1
+        counts["out_of_scope"] += r["scope"] == "out_of_scope"
         counts["detections"] += len(r["scores"])
         row_mm, col_mm = r["pixel_spacing_mm"] or (None, None)
         for (x1, y1, x2, y2), score, label in zip(r["boxes"], r["scores"], r["labels"], strict=True):
@@ -275,6 +282,7 @@ def write_final_files(records: list[dict[str, Any]], out_dir: Path, class_names:
             r["image"], r["status"], r["reason"], r["width"] or "", r["height"] or "",
             _fmt(row_mm, 6), _fmt(col_mm, 6), r["spacing_source"] or "", r["format"] or "",
             len(r["scores"]), _fmt(max(r["scores"]) if r["scores"] else None, 4),
+            r["scope"], r["scope_reason"],
         ])
     results = {"images": ids, "categories": [{"id": i + 1, "name": n} for i, n in enumerate(class_names)],
                "detections": coco}
