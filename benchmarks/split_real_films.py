@@ -6,6 +6,8 @@ Every film gets one role, written to ``benchmarks/real_film_split.csv`` (committ
 
 - ``demo``: vendored into ``data/films/`` (at most 400 films, 20 MB), the real backgrounds that
   ``make demo`` trains and validates on. A user's clone has no ``../shared``, so they ship with calcidet.
+  Their ``data/films/manifest.csv`` gives each a ``role`` of its own: ``train`` or ``val`` (about 15 %
+  of each body part), so the demo's real validation films are never its training films.
 - ``heldout``: never trained on, never used to choose anything; ``benchmarks/real_film_testset.py``
   inserts masses into them to build the real-film test set reported in every note.
 - ``reserve``: the rest, kept out of both (spare held-out films for later checks).
@@ -29,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_COUNTS = {"hand_wrist_forearm": 95, "hip_pelvis": 80, "lower_limb_knee_ankle_foot": 120,
                "shoulder": 45, "upper_limb_shoulder_elbow": 60}
 DEMO_LARGE = 4  # full-resolution films among the demo's 400 (they cost ~1 MB each)
+DEMO_VAL_SHARE = 0.15  # of each body part's demo films: the demo's real validation films
 HELDOUT_COUNTS = {"hand_wrist_forearm": 60, "hip_pelvis": 50, "lower_limb_knee_ankle_foot": 90,
                   "shoulder": 20, "upper_limb_shoulder_elbow": 40}
 HELDOUT_LARGE = 8
@@ -76,10 +79,16 @@ def main() -> None:
         dst = films / r["file"]
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shared / r["file"], dst)
+    demo_role = {}
+    for part in DEMO_COUNTS:
+        films_of_part = sorted(r["file"] for r in demo if r["category"] == part)
+        rng.shuffle(films_of_part)
+        n_val = round(DEMO_VAL_SHARE * len(films_of_part))
+        demo_role.update({f: "val" if i < n_val else "train" for i, f in enumerate(films_of_part)})
     with open(films / "manifest.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w = csv.DictWriter(f, fieldnames=[*rows[0], "role"])
         w.writeheader()
-        w.writerows(sorted(demo, key=lambda r: r["file"]))
+        w.writerows(dict(r, role=demo_role[r["file"]]) for r in sorted(demo, key=lambda r: r["file"]))
     counts = defaultdict(int)
     for v in role.values():
         counts[v] += 1

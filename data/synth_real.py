@@ -19,10 +19,9 @@ blurred by the film's own blur (estimated from how much its strongest edges soft
 extra blur). Where the mass squeezes the film's own noise (d(1 - d) shrinks), noise of the film's
 level (robust std of a high-pass residual in soft tissue) is added back, so texture matches.
 
-Placement. Joints are guessed from the bone mask: ends of bones not cut by the film's edge, gaps
-between bones, deep notches in a bone's outline. Masses sit in soft tissue beside bone, weighted
-by distance to those joints; never where bone encloses the soft tissue (pelvic ring, between ribs),
-far from bone (abdomen, lung), or outside the body.
+Placement (``data.synth_placement``). Air is the dark region touching the film's edge, levelled
+locally (mid-grey air, burned-in gradients); masses go in a limb's soft tissue near its joints, never
+in air, the neck, or deep in a trunk (chest, abdomen, pelvis).
 """
 
 from __future__ import annotations
@@ -32,25 +31,23 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from data.synth_anatomy import Anatomy, distance_mm, work_shape
+from data.synth_anatomy import Anatomy, work_shape
+from data.synth_placement import placement_weight
 
 BONE_STEP = 1.0  # attenuation units a typical bone adds over soft tissue (``data.synth_anatomy`` scale)
 LOGIT_EPS = 1e-3  # display values are clipped to [eps, 1 - eps] before the logit
-JOINT_SIGMA_MM = 30.0  # how far from a joint masses still sit, typically
-JOINT_GAP_MM = 15.0  # two bones closer than this meet at a joint
-NOTCH_MM = 6.0  # a notch in a bone's outline deeper than this is a joint (or a flare beside one)
-ENCLOSED_REACH_MM, ENCLOSED_DIRECTIONS = 80.0, 7  # bone within reach in >= 7 of 8 directions: enclosed
-CUT_BORDER_PX = 3  # a bone end this close to the film's edge is a cut shaft, not a joint
 EXTRA_BLUR = 1.0  # px: the known blur used to measure the film's own blur
 BONE_SCALE = 0.04  # of the film's long side: bone is brighter than its surroundings blurred this much
 # A film's long side (mm) by the joint it shows: FracAtlas films are whole cassettes (35 x 43 cm,
 # smaller for hands and elbows). Unknown joints: from the body's width (a limb is ~100 mm across).
 FIELD_MM = {"hand": 320.0, "elbow": 380.0, "shoulder": 430.0, "hip": 430.0, "lower_limb": 430.0}
-BIG_BONE = 0.01  # a bone covering this share of the film is a long bone or a girdle; smaller ones (vertebrae,
-# ribs, carpals) count only half as joint evidence
-SKIN_REACH_MM = 60.0
-AIR_MAX = 0.12  # display value: direct exposure (air around the body) is darker than this
-TRUNK_MM, TRUNK_SKIN_MM = 200.0, 25.0  # body this wide both ways is a trunk: only its outer 25 mm will do  # masses lie within this of the skin: no deeper into a trunk (abdomen, chest)
+AIR_MAX = 0.35  # display value: air darker than this on average (brighter: the darkest class is tissue)
+AIR_MIN_SHARE = 0.03  # of the film: less border-connected dark than this is no air to speak of
+AIR_SMOOTH = 0.08  # of the long side: the air level is interpolated at this scale (burned-in gradients)
+AIR_SEED_K = 4.0  # air proper: within 4 spreads of the air peak
+AIR_NOISE_K, AIR_MIN_STEP = 6.0, 0.03  # skin: this many air noise levels, and at least 0.03, above the air beside it
+NECK_JOINTS = ("shoulder", "elbow", "unknown")  # films of these may show the chest and neck
+AIR_ROUNDS = 2  # re-level the air from what the previous round found
 
 
 @dataclass
@@ -73,21 +70,85 @@ def _keep_large(mask: np.ndarray, min_frac: float) -> np.ndarray:
     return np.isin(labels, big[big > 0])
 
 
+def _three_level_otsu(u8: np.ndarray) -> tuple[int, int]:
+    """Two thresholds splitting a film's histogram into air, soft tissue and bone (most between-class variance)."""
+    p = np.bincount(u8.ravel(), minlength=256).astype(np.float64)
+    p /= p.sum()
+    w, m = np.cumsum(p), np.cumsum(p * np.arange(256))
+    best, pair = -1.0, (85, 170)
+    for a in range(1, 252, 2):  # every other level: the film is blurred, a level either way changes nothing
+        b = np.arange(a + 2, 255, 2)
+        w0, w1, w2 = w[a], w[b] - w[a], 1 - w[b]
+        m0, m1, m2 = m[a], m[b] - m[a], m[-1] - m[b]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var = m0**2 / max(w0, 1e-12) + m1**2 / np.maximum(w1, 1e-12) + m2**2 / np.maximum(w2, 1e-12)
+        k = int(np.argmax(var))
+        if var[k] > best:
+            best, pair = float(var[k]), (a, int(b[k]))
+    return pair
+
+
+def _touching_border(mask: np.ndarray) -> np.ndarray:
+    """The parts of ``mask`` connected to the film's edge."""
+    _, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return np.isin(labels, edge[edge > 0])
+
+
+def _wide_blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of tens of px, done on a 4x coarser grid: the result is smooth anyway, and 16x cheaper."""
+    h, w = x.shape
+    small = cv2.resize(x.astype(np.float32), (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / 4), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def body_mask(small: np.ndarray) -> np.ndarray:
+    """Not air: air is the dark region touching the film's edge; tissue is clearly brighter than the air beside it.
+
+    Air is not one grey: a film's air can be mid-grey, noisy, or carry a burned-in gradient, so each pixel is
+    compared with the air level around it (the air class, smoothly interpolated), not with one threshold.
+    """
+    u8 = np.round(small * 255).astype(np.uint8)
+    t_air, _ = _three_level_otsu(u8)
+    seed = _touching_border(cv2.morphologyEx((u8 <= t_air).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)))
+    if seed.mean() < AIR_MIN_SHARE or np.median(small[seed]) > AIR_MAX:  # no air to speak of (pelvis, chest)
+        return _keep_large(small > np.percentile(small, 3), 0.02)
+    # The dark class can hold a thin limb too (an arm beside a white chest): air proper is the dark
+    # class's main peak and its spread, measured on the peak's dark side, which holds no tissue.
+    vals = small[seed]
+    hist = np.bincount(np.round(vals * 255).astype(int), minlength=256)
+    mode = float(np.argmax(cv2.GaussianBlur(hist.astype(np.float32).reshape(1, -1), (0, 0), 2).ravel())) / 255
+    spread = max(mode - float(np.percentile(vals, 5)), 2 / 255) / 1.65
+    seed &= small < mode + AIR_SEED_K * spread
+    sigma = AIR_SMOOTH * max(small.shape)
+    tissue_like = ~seed
+    for _ in range(AIR_ROUNDS):  # each round's air reaches further into a gradient: re-level from it
+        num, den = _wide_blur(np.where(seed, small, 0).astype(np.float32), sigma), _wide_blur(seed, sigma)
+        air = np.where(den > 1e-3, num / np.maximum(den, 1e-3), mode)
+        residual = (small - air)[seed]
+        noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+        # Skin is a clear step above the air beside it: several noise levels (blurred), and at least a little.
+        tissue_like = small > air + max(AIR_NOISE_K * noise, AIR_MIN_STEP)
+        tissue_like = cv2.morphologyEx(tissue_like.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)) > 0
+        seed = _touching_border(~tissue_like)
+    body = ~seed  # enclosed dark regions (lungs, gas, gaps in a fist) stay body
+    return _keep_large(body, 0.02)
+
+
 def _masks(film: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Working-resolution grey film, body (not air), bone (bright within the body), glare bands."""
     h, w = film.shape
     hw, ww, _ = work_shape(h, w, 1.0)
     small = cv2.GaussianBlur(cv2.resize(film, (ww, hw), interpolation=cv2.INTER_AREA), (0, 0), 1.5)
     u8 = np.round(small * 255).astype(np.uint8)
-    t_air, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    body = u8 > min(t_air * 0.75, AIR_MAX * 255)  # lungs and bowel gas are darker than tissue, not air-dark
-    if body.mean() > 0.9:  # no air to speak of (pelvis, shoulder): everything but the darkest corners
-        body = u8 > np.percentile(u8, 3)
-    body = _keep_large(cv2.morphologyEx(body.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)) > 0, 0.02)
+    body = body_mask(small)
     # Bone is brighter than the tissue around it, at the scale of a bone's width: a trunk's broad
-    # brightness (abdomen, mediastinum) is not bone, a rib or humerus over it is.
-    local = small - cv2.GaussianBlur(small, (0, 0), BONE_SCALE * max(hw, ww))
-    hp = np.clip(local * 4 + 0.5, 0, 1)
+    # brightness (abdomen, mediastinum) is not bone, a rib or humerus over it is. The surroundings are
+    # averaged over the body only: beside the skin, air would make plain soft tissue look bright.
+    sig = BONE_SCALE * max(hw, ww)
+    fb = body.astype(np.float32)
+    around = cv2.GaussianBlur(small * fb, (0, 0), sig) / np.maximum(cv2.GaussianBlur(fb, (0, 0), sig), 1e-3)
+    hp = np.clip((small - around) * 4 + 0.5, 0, 1)
     hp8 = np.round(hp * 255).astype(np.uint8)
     inside = hp8[body] if body.any() else hp8.ravel()
     t_bone, _ = cv2.threshold(inside.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
@@ -128,109 +189,6 @@ def film_noise(film: np.ndarray, soft: np.ndarray) -> float:
     flat = soft & (np.abs(cv2.GaussianBlur(r, (0, 0), 2.0)) < 0.01)  # skip edges: they are not noise
     vals = r[flat] if flat.sum() > 200 else r.ravel()
     return float(1.4826 * np.median(np.abs(vals - np.median(vals))))
-
-
-def _bone_ends_and_gaps(bone: np.ndarray, ws: float) -> tuple[list, list]:
-    """Joint points (x, y): ends of bones not cut by the film's edge and gaps between bones; notches."""
-    h, w = bone.shape
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(bone.astype(np.uint8), connectivity=8)
-    order = np.argsort(-stats[1:, cv2.CC_STAT_AREA])[:8] + 1  # the biggest bones
-    keep = [int(i) for i in order if stats[i, cv2.CC_STAT_AREA] >= 0.002 * bone.size]
-    strong, weak = [], []
-    for i in keep:
-        ys, xs = np.nonzero(labels == i)
-        pts = np.stack([xs, ys], 1).astype(np.float64)
-        centred = pts - pts.mean(0)
-        axis = np.linalg.svd(centred[:: max(1, len(pts) // 2000)], full_matrices=False)[2][0]
-        t = centred @ axis
-        lo, hi = np.percentile(t, (3, 97))
-        for end in (t <= lo, t >= hi):
-            e = pts[end]
-            cut = ((e[:, 0] < CUT_BORDER_PX) | (e[:, 0] >= w - CUT_BORDER_PX) | (e[:, 1] < CUT_BORDER_PX)
-                   | (e[:, 1] >= h - CUT_BORDER_PX)).any()
-            if not cut:
-                (strong if stats[i, cv2.CC_STAT_AREA] >= BIG_BONE * bone.size else weak).append(e.mean(0))
-        contours, _ = cv2.findContours((labels == i).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        c = max(contours, key=len)
-        if len(c) >= 5:
-            try:
-                defects = cv2.convexityDefects(c, cv2.convexHull(c, returnPoints=False))
-            except cv2.error:  # a self-touching outline: no notches from this bone
-                defects = None
-            for _, _, far, depth in (defects.reshape(-1, 4) if defects is not None else []):
-                if depth / 256 * ws > NOTCH_MM:
-                    weak.append(c[far, 0].astype(np.float64))
-    dists = {i: cv2.distanceTransform((labels != i).astype(np.uint8), cv2.DIST_L2, 3) for i in keep}
-    for a in keep:
-        for b in keep:
-            xa, ya, wa, ha = stats[a, :4]
-            xb, yb, wb, hb = stats[b, :4]
-            near = max(xa - xb - wb, xb - xa - wa, ya - yb - hb, yb - ya - ha) * ws < JOINT_GAP_MM
-            if a < b and near:  # only bones whose boxes come close can meet
-                on_b = labels == b
-                d = np.where(on_b, dists[a], np.inf)
-                k = int(np.argmin(d))
-                if d.flat[k] * ws < JOINT_GAP_MM:
-                    pb = np.array([k % w, k // w], np.float64)
-                    k2 = int(np.argmin(np.where(labels == a, dists[b], np.inf)))
-                    big = min(stats[a, cv2.CC_STAT_AREA], stats[b, cv2.CC_STAT_AREA]) >= BIG_BONE * bone.size
-                    (strong if big else weak).append((pb + np.array([k2 % w, k2 // w])) / 2)
-    return strong, weak
-
-
-def enclosed_by_bone(bone: np.ndarray, ws: float) -> np.ndarray:
-    """Soft tissue with bone within ``ENCLOSED_REACH_MM`` in at least 7 of 8 directions (pelvic ring, ribs)."""
-    h, w = bone.shape
-    f = max(1, int(round(max(h, w) / 160)))  # rays are cast on a coarse grid: a mask is smooth
-    small = cv2.resize(bone.astype(np.uint8), (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA) > 0
-    sh, sw = small.shape
-    hits = np.zeros((sh, sw), np.uint8)
-    for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1)):
-        steps = int(ENCLOSED_REACH_MM / (ws * f * np.hypot(dx, dy)))
-        seen = np.zeros((sh, sw), bool)
-        for k in range(1, steps + 1):
-            ox, oy = k * dx, k * dy
-            if abs(ox) >= sw or abs(oy) >= sh:
-                break
-            # seen[y, x] |= small[y + oy, x + ox]
-            seen[max(0, -oy):sh - max(0, oy), max(0, -ox):sw - max(0, ox)] |= \
-                small[max(0, oy):sh - max(0, -oy), max(0, ox):sw - max(0, -ox)]
-        hits += seen
-    out = cv2.resize((hits >= ENCLOSED_DIRECTIONS).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
-    return out & ~bone
-
-
-def _distance_to(points: list, shape: tuple[int, int]) -> np.ndarray:
-    """Distance (px) from each pixel to the nearest of ``points``; huge where there are none."""
-    canvas = np.ones(shape, np.uint8)
-    for x, y in points:
-        canvas[min(max(int(y), 0), shape[0] - 1), min(max(int(x), 0), shape[1] - 1)] = 0
-    return cv2.distanceTransform(canvas, cv2.DIST_L2, 3) if points else np.full(shape, 1e6, np.float32)
-
-
-def placement_weight(body: np.ndarray, bone: np.ndarray, ws: float, keepout: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Where masses go (float32 weight, 0 = never) and the guessed joint points ((k, 2), x, y).
-
-    Soft tissue inside the body, within ``SKIN_REACH_MM`` of the skin (only the outer ``TRUNK_SKIN_MM``
-    of a trunk), not enclosed by bone, weighted by a Gaussian of the distance to the nearest joint
-    (gaps and ends of big bones; notches and small bones count 0.3), zero beyond ~3 sigma.
-    """
-    strong, weak = _bone_ends_and_gaps(bone, ws)
-    sigma = max(JOINT_SIGMA_MM / ws, 0.06 * min(body.shape))
-    weight = np.exp(-0.5 * (_distance_to(strong, body.shape) / sigma) ** 2)
-    weight += 0.3 * np.exp(-0.5 * (_distance_to(weak, body.shape) / sigma) ** 2)
-    weight[weight < 0.01] = 0  # beyond ~3 sigma of any joint: not periarticular
-    to_skin = distance_mm(body, ws)
-    long = max(3, int(TRUNK_MM / ws)) | 1
-    wide = cv2.morphologyEx(body.astype(np.uint8), cv2.MORPH_OPEN, np.ones((1, long), np.uint8)) > 0
-    wide &= cv2.morphologyEx(body.astype(np.uint8), cv2.MORPH_OPEN, np.ones((long, 1), np.uint8)) > 0
-    allowed = body & ~bone & ~enclosed_by_bone(bone, ws) & (to_skin <= SKIN_REACH_MM)
-    allowed &= ~(wide & (to_skin > TRUNK_SKIN_MM))
-    if keepout is not None:
-        allowed &= ~keepout
-    joints = np.array(strong + weak, np.float64).reshape(-1, 2)
-    return (weight * allowed).astype(np.float32), joints
 
 
 def _sites(rng: np.random.Generator, bone: np.ndarray, ws: float) -> tuple[list, list]:
@@ -283,8 +241,10 @@ def analyse_film(film: np.ndarray, rng: np.random.Generator, joint: str = "unkno
     step = float(np.median(logit[bone]) - np.median(logit[soft])) if bone.any() and soft.any() else 1.5
     slope = BONE_STEP / float(np.clip(step, 0.5, 4.0))
     medulla = cv2.erode(bone.astype(np.uint8), np.ones((5, 5), np.uint8), iterations=max(1, int(2 / ws / 2))) > 0
-    sites, vessels = _sites(rng, bone, ws)
-    weight, joints = placement_weight(body, bone, ws, glare)
+    weight, joints = placement_weight(body, bone, ws, glare, small if joint in NECK_JOINTS else None)
+    # Look-alikes of the bone's margin (osteophytes, tendinitis) follow a limb's bones, not the ribs.
+    limb_bone = bone & (cv2.dilate((weight > 0).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
+    sites, vessels = _sites(rng, limb_bone if limb_bone.sum() > 50 else bone, ws)
     anatomy = Anatomy(np.zeros((hw, ww), np.float32), body, bone, medulla, ws, joint, view, None,
                       sites[:20], sites[20:], vessels, keepout=glare)
     soft_full = cv2.resize(soft.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0

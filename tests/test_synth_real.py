@@ -16,8 +16,9 @@ import pytest
 from data.readers import read_radiograph
 from data.synth import synthesize
 from data.synth_backgrounds import CATEGORY_JOINTS, list_backgrounds
-from data.synth_insert import BOX_DENSITY_FRACTION, place_patch, render_mass
-from data.synth_real import add_attenuation, analyse_film, placement_weight, to_logit
+from data.synth_insert import BOX_DENSITY_FRACTION, insert_into_film, place_patch, render_mass
+from data.synth_placement import placement_weight
+from data.synth_real import add_attenuation, analyse_film, to_logit
 
 REPO = Path(__file__).resolve().parents[1]
 FILMS = REPO / "data" / "films"
@@ -85,7 +86,8 @@ def test_placement_never_inside_a_bone_ring_or_outside_the_body() -> None:
     r = np.hypot(xx - 90, yy - 100)
     bone = (r > 40) & (r < 52)
     bone |= (np.abs(xx - 185) < 9) & (yy > 40) & (yy < 185)
-    weight, joints = placement_weight(body, bone, 1.0)
+    # 0.7 mm per px: a body 120 x 150 mm, narrower than a trunk, so only the bone rules decide.
+    weight, joints = placement_weight(body, bone, 0.7)
     inside_ring = r < 38
     assert weight.max() > 0 and len(joints) > 0
     assert not weight[inside_ring].any() and not weight[~body].any() and not weight[bone].any()
@@ -120,3 +122,31 @@ def test_heldout_role_selects_only_heldout_films() -> None:
     films = list_backgrounds(SPLIT, role="heldout", root=shared)
     heldout = {r["file"] for r in _rows(SPLIT) if r["role"] == "heldout"}
     assert {b.source for b in films} == heldout and all(b.joint != "unknown" for b in films)
+
+
+def test_no_mass_in_mid_grey_noisy_air_with_a_gradient() -> None:
+    # A forearm-like band (soft tissue with two bones, cut by the top and bottom edges, meeting
+    # carpal-like blocks) on air that is mid-grey, noisy and brightens towards the right edge, as
+    # some FracAtlas films' air does. Masses must land in the limb, never in the air.
+    rng = np.random.default_rng(0)
+    h, w = 454, 373
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    air = 0.08 + 0.12 * xx / w + rng.normal(0, 0.02, (h, w)).astype(np.float32)
+    limb = np.abs(xx - 150) < 45
+    film = np.where(limb, 0.45, air)
+    for cx in (132, 168):  # radius and ulna, ending at a wrist gap above carpal-like blocks
+        film = np.where((np.abs(xx - cx) < 10) & (yy < 300), 0.8, film)
+    film = np.where(limb & (np.abs(xx - 150) < 30) & (yy > 318) & (yy < 345), 0.8, film)
+    film = np.clip(cv2.GaussianBlur(film.astype(np.float32), (0, 0), 1.2), 0, 1)
+    real = analyse_film(film, np.random.default_rng(1), joint="hand", view="frontal")
+    scale = film.shape[1] / real.anatomy.body.shape[1]
+    assert real.weight.max() > 0
+    assert not real.anatomy.body[:, round(215 / scale):].any(), "air counted as body"
+    placed = 0
+    for seed in range(50):
+        _, lesions, _ = insert_into_film(np.random.default_rng(seed), film, real, n_lesions=1, markers=False)
+        for les in lesions:
+            x, y, bw, bh = les["bbox"]
+            assert abs(x + bw / 2 - 150) < 45, f"seed {seed}: mass centre {x + bw / 2:.0f} is outside the limb"
+            placed += 1
+    assert placed >= 40
