@@ -12,7 +12,10 @@ Used by ``data.synth_real.analyse_film`` (the body and bone masks are its). Rule
 2. The neck (films that may show a chest: pass ``small``): within ``NECK_MM`` of the spine, in the
    trunk's upper half. The spine is the trunk's brightest column by its median over the trunk's height.
 3. Soft tissue only, within ``LIMB_REACH_MM`` of bone, not enclosed by bone (pelvic ring, ribs).
-4. Weighted by a Gaussian of the distance to the nearest joint guessed from the bone mask: ends of
+4. Hip films: the whole pelvis counts as trunk, yet the hip's periarticular soft tissue (around the
+   greater trochanter, lateral to the joint) lies in it. There, the trunk's lateral ``HIP_LATERAL_SHARE``
+   of each row, below the top ``HIP_TOP_SHARE`` of the body (the iliac crests and flanks), is allowed.
+5. Weighted by a Gaussian of the distance to the nearest joint guessed from the bone mask: ends of
    bones not cut by the film's edge and gaps between bones (notches and small bones count 0.3).
 """
 
@@ -36,6 +39,8 @@ NECK_MM = 100.0  # this close to the spine, in the trunk's upper half: the neck 
 JUNCTION_MM = 50.0  # trunk within this of a limb, and near the skin, is where the limb joins it
 ENCLOSED_REACH_MM, ENCLOSED_DIRECTIONS = 80.0, 7  # bone within reach in >= 7 of 8 directions: enclosed
 TRUNK_SKIN_MM = 25.0  # of the trunk, only this outer rim (and only beside a limb) will do
+HIP_LATERAL_SHARE = 0.3  # of the body's width in a row, from each side: the trochanteric region on a pelvis film
+HIP_TOP_SHARE = 0.5  # of the body's height: iliac crests, sacrum and flanks above it, not periarticular
 
 
 def _bone_ends_and_gaps(bone: np.ndarray, ws: float) -> tuple[list, list]:
@@ -153,8 +158,24 @@ def neck(limb: np.ndarray, trunk: np.ndarray, small: np.ndarray, ws: float) -> n
     return (np.abs(xx - spine_x) * ws < NECK_MM) & (yy < (rows[0] + rows[-1]) / 2)
 
 
+def hip_sides(body: np.ndarray) -> np.ndarray:
+    """The lateral ``HIP_LATERAL_SHARE`` of the body in each row, below its top ``HIP_TOP_SHARE``."""
+    h, w = body.shape
+    rows = body.any(1)
+    if not rows.any():
+        return np.zeros_like(body)
+    left = np.where(rows, body.argmax(1), 0)
+    right = np.where(rows, w - 1 - body[:, ::-1].argmax(1), 0)
+    band = HIP_LATERAL_SHARE * (right - left)
+    xx = np.arange(w)[None, :]
+    sides = (xx <= (left + band)[:, None]) | (xx >= (right - band)[:, None])
+    ys = np.flatnonzero(rows)
+    below = np.arange(h)[:, None] >= ys[0] + HIP_TOP_SHARE * (ys[-1] - ys[0])
+    return sides & below & body
+
+
 def placement_weight(body: np.ndarray, bone: np.ndarray, ws: float, keepout: np.ndarray | None = None,
-                     small: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     small: np.ndarray | None = None, hip: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Where masses go, by the rules in the module docstring.
 
     Args:
@@ -162,6 +183,7 @@ def placement_weight(body: np.ndarray, bone: np.ndarray, ws: float, keepout: np.
         ws: mm per working pixel.
         keepout: pixels no mass may sit on (glare bands), or None.
         small: the working-resolution film, where it may show a chest and neck (shoulder, elbow films), or None.
+        hip: a hip/pelvis film (rule 4).
 
     Returns:
         ``(weight, joints)``: float32 weight (0 = never) and the joint points ((k, 2), x, y), working resolution.
@@ -177,6 +199,8 @@ def placement_weight(body: np.ndarray, bone: np.ndarray, ws: float, keepout: np.
         limb, trunk = limb & ~in_neck, trunk & ~in_neck
     # The trunk's rim where a limb joins it (shoulder, hip) is periarticular; its inside is not.
     junction = trunk & (distance_mm(~limb, ws) <= JUNCTION_MM) & (distance_mm(body, ws) <= TRUNK_SKIN_MM)
+    if hip:
+        junction |= trunk & hip_sides(body)
     allowed = (limb | junction) & ~bone & ~enclosed_by_bone(bone, ws) & (distance_mm(~bone, ws) <= LIMB_REACH_MM)
     if keepout is not None:
         allowed &= ~keepout

@@ -241,7 +241,8 @@ def analyse_film(film: np.ndarray, rng: np.random.Generator, joint: str = "unkno
     step = float(np.median(logit[bone]) - np.median(logit[soft])) if bone.any() and soft.any() else 1.5
     slope = BONE_STEP / float(np.clip(step, 0.5, 4.0))
     medulla = cv2.erode(bone.astype(np.uint8), np.ones((5, 5), np.uint8), iterations=max(1, int(2 / ws / 2))) > 0
-    weight, joints = placement_weight(body, bone, ws, glare, small if joint in NECK_JOINTS else None)
+    weight, joints = placement_weight(body, bone, ws, glare, small if joint in NECK_JOINTS else None,
+                                      hip=joint == "hip")
     # Look-alikes of the bone's margin (osteophytes, tendinitis) follow a limb's bones, not the ribs.
     limb_bone = bone & (cv2.dilate((weight > 0).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
     sites, vessels = _sites(rng, limb_bone if limb_bone.sum() > 50 else bone, ws)
