@@ -6,6 +6,8 @@
     calcidet test     --config configs/demo.yaml --ckpt_path CKPT
     calcidet detect   INPUT... --checkpoint CKPT --output DIR
     calcidet evaluate --gt annotations.json --pred DIR/detections.csv --out REPORT_DIR
+    calcidet export-images INPUT... --output DIR [--bits 8|16]  # PNGs + COCO skeleton for labelling
+    calcidet convert  --from yolo|voc|cvat SRC --images DIR --output annotations.json
 
 fit/validate/test are LightningCLI subcommands: configs layer with repeated ``--config`` (last wins)
 and any value can be overridden on the command line (``--trainer.max_epochs 3``).
@@ -26,7 +28,7 @@ from data.datamodule import CalcinosisDataModule  # noqa: E402
 from model.module import CalcinosisDetector  # noqa: E402
 from train.callbacks import CheckpointOnSigterm, DataPosition, LastCheckpoint  # noqa: E402
 
-TOOLS = ("synth", "detect", "evaluate")
+TOOLS = ("synth", "detect", "evaluate", "export-images", "convert")
 
 
 def _default_loggers() -> list[dict]:
@@ -109,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in TOOLS:
         import importlib
 
-        return int(importlib.import_module(f"train.{argv[0]}_cmd").main(argv[1:]) or 0)
+        module = argv[0].replace("-", "_")  # export-images -> train.export_images_cmd
+        return int(importlib.import_module(f"train.{module}_cmd").main(argv[1:]) or 0)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         if not argv:
