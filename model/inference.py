@@ -80,17 +80,19 @@ class CalcinosisPredictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
-                        threshold: float | None = None) -> CalcinosisPredictor:
+                        threshold: float | None = None, image_size: int | None = None) -> CalcinosisPredictor:
         """Load a calcidet checkpoint safely (no pickled code runs; see ``model.checkpoint``).
 
         ``threshold`` defaults to the operating point stored in the checkpoint (validation FROC at
-        the configured FP rate), else ``DEFAULT_THRESHOLD``.
+        the configured FP rate), else ``DEFAULT_THRESHOLD``. ``image_size`` defaults to the size the
+        network was trained at; a larger one shows small masses with more pixels (the stored
+        operating point was measured at the training size).
         """
         ckpt = load_checkpoint(path)
         hp = ckpt.get("hyper_parameters", {})
         meta = ckpt.get("calcidet", {})
         class_names = list(meta.get("class_names") or hp.get("class_names") or ["calcinosis"])
-        image_size = int(meta.get("image_size") or hp.get("image_size", 384))
+        image_size = int(image_size or meta.get("image_size") or hp.get("image_size", 384))
         arch = meta.get("arch") or hp.get("arch", "fcos_tiny")
         # Score floor well under any operating point so that thresholds can be changed afterwards.
         model = build_detector(arch=arch, num_classes=len(class_names) + 1, min_size=image_size,

@@ -1,0 +1,91 @@
+"""Score one checkpoint on the synthetic test split and on the held-out real-film test set, side by side.
+
+    python benchmarks/generalization.py --checkpoint demo_out/runs/checkpoints/last.ckpt \
+        [--set synthetic=demo_out/synth/test] [--set real=runs/real_film_testset] [--out runs/generalization]
+
+Each ``--set NAME=FOLDER`` is a folder holding ``annotations.json`` and ``images/`` (what ``calcidet
+synth`` and ``benchmarks/real_film_testset.py`` write). For each set this runs ``calcidet detect`` over
+``images/`` with a low threshold, then ``calcidet evaluate`` broken down by lesion size, and prints
+one row: AP50, CPM, image AUROC, and lesion sensitivity at 1 false positive per image overall and per
+size bucket (small < 8 % of the film's short side). Sets whose folder is missing are skipped with a
+note (the real-film set needs ``../shared``). The reports stay under ``--out/NAME/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from train.detect_cmd import main as detect_main  # noqa: E402
+from train.evaluate_cmd import main as evaluate_main  # noqa: E402
+
+DEFAULT_SETS = ("synthetic=demo_out/synth/test", "real=runs/real_film_testset")
+COLUMNS = ("set", "images", "lesions", "AP50", "CPM", "AUROC", "sens@1FP", "small", "medium", "large", "detect s")
+
+
+def _score(name: str, folder: Path, checkpoint: str, out: Path, threshold: float,
+           extra: list[str]) -> dict[str, object] | None:
+    gt = folder / "annotations.json"
+    if not gt.is_file():
+        print(f"{name}: skipped, no {gt}")
+        return None
+    det, report = out / name / "detect", out / name / "report"
+    start = time.perf_counter()
+    if detect_main([str(folder / "images"), "--checkpoint", checkpoint, "--output", str(det),
+                    "--threshold", str(threshold), "--overwrite", *extra]) != 0:
+        raise SystemExit(f"{name}: detect failed")
+    seconds = time.perf_counter() - start
+    if evaluate_main(["--gt", str(gt), "--pred", str(det / "detections.csv"), "--out", str(report),
+                      "--bootstrap", "0", "--by", "size", "joint"]) != 0:
+        raise SystemExit(f"{name}: evaluate failed")
+    full = json.loads((report / "metrics.json").read_text())
+    m, sizes = full["metrics"], full["breakdown"]["size"]
+    row: dict[str, object] = {
+        "set": name, "images": full["counts"]["evaluated_images"], "lesions": full["counts"]["lesions"],
+        "AP50": m["map_50"], "CPM": m["froc_cpm"], "AUROC": m["auroc"], "sens@1FP": m["froc_sens@1fp"],
+        "detect s": seconds,
+    }
+    for bucket in ("small", "medium", "large"):
+        row[bucket] = sizes.get(bucket, {}).get("froc_sens@1fp")
+    return row
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}" if v <= 1.0 else f"{v:.0f}"
+    return "-" if v is None else str(v)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--set", action="append", dest="sets", metavar="NAME=FOLDER",
+                    help=f"test set (repeatable; default: {' '.join(DEFAULT_SETS)})")
+    ap.add_argument("--out", default=str(ROOT / "runs" / "generalization"))
+    ap.add_argument("--threshold", type=float, default=0.05, help="detect's score floor (default 0.05)")
+    ap.add_argument("--image-size", type=int, help="detect at this longest side (default: the training size)")
+    ap.add_argument("--tta", action="store_true", help="detect with flipped inference too")
+    args = ap.parse_args(argv)
+    rows = []
+    for spec in args.sets or DEFAULT_SETS:
+        name, _, folder = spec.partition("=")
+        extra = (["--image-size", str(args.image_size)] if args.image_size else []) + (["--tta"] if args.tta else [])
+        row = _score(name, Path(folder), args.checkpoint, Path(args.out), args.threshold, extra)
+        if row:
+            rows.append(row)
+    print(f"\ncheckpoint: {args.checkpoint}")
+    print(" | ".join(COLUMNS))
+    for row in rows:
+        print(" | ".join(_fmt(row.get(c)) for c in COLUMNS))
+    (Path(args.out) / "summary.json").write_text(json.dumps({"checkpoint": args.checkpoint, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
