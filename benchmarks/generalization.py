@@ -71,11 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float, default=0.05, help="detect's score floor (default 0.05)")
     ap.add_argument("--image-size", type=int, help="detect at this longest side (default: the training size)")
     ap.add_argument("--tta", action="store_true", help="detect with flipped inference too")
+    ap.add_argument("--extra-sizes", type=int, nargs="+", default=[], help="detect at these sizes too (merged)")
     args = ap.parse_args(argv)
     rows = []
     for spec in args.sets or DEFAULT_SETS:
         name, _, folder = spec.partition("=")
         extra = (["--image-size", str(args.image_size)] if args.image_size else []) + (["--tta"] if args.tta else [])
+        extra += ["--extra-sizes", *map(str, args.extra_sizes)] if args.extra_sizes else []
         row = _score(name, Path(folder), args.checkpoint, Path(args.out), args.threshold, extra)
         if row:
             rows.append(row)

@@ -30,6 +30,16 @@ from model.checkpoint import load_checkpoint, model_state_dict
 DEFAULT_THRESHOLD = 0.3  # used when a checkpoint carries no validated operating threshold
 
 
+def _merge_into(outputs: list[dict[str, Tensor]], more: list[dict[str, Tensor]], iou: float = 0.5) -> None:
+    """Merge a second set of detections of the same images into ``outputs`` (per class NMS)."""
+    for out, extra in zip(outputs, more):
+        boxes = torch.cat([out["boxes"], extra["boxes"]])
+        scores = torch.cat([out["scores"], extra["scores"]])
+        labels = torch.cat([out["labels"], extra["labels"]])
+        keep = batched_nms(boxes, scores, labels, iou)
+        out.update(boxes=boxes[keep], scores=scores[keep], labels=labels[keep])
+
+
 @dataclass
 class Detections:
     """Findings on one image, in original-image pixels (``data.contract``)."""
@@ -70,13 +80,18 @@ class CalcinosisPredictor:
     """
 
     def __init__(self, model: RadiographDetector, image_size: int, threshold: float, class_names: list[str],
-                 device: str | torch.device = "cpu", checkpoint: dict[str, Any] | None = None) -> None:
+                 device: str | torch.device = "cpu", checkpoint: dict[str, Any] | None = None,
+                 extra_sizes: Sequence[int] = ()) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.image_size = image_size
         self.threshold = threshold
         self.class_names = class_names
         self.checkpoint = checkpoint or {}
+        # Multi-scale inference: the network also runs with the image's longest side at each of these
+        # sizes, and the boxes of every size are merged. Small masses gain from a larger size, large
+        # ones keep the size the network was trained at.
+        self.extra_sizes = tuple(int(s) for s in extra_sizes)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
@@ -109,26 +124,37 @@ class CalcinosisPredictor:
                      tta: bool = False) -> list[Detections]:
         """Run the network on prepared images (``prepare_image``) and map boxes to original pixels."""
         batch = [img.to(self.device, non_blocking=True) for img in images]
-        outputs = self.model(batch)
-        if tta:  # horizontal flip: left/right limbs are mirror images of each other
-            flipped = self.model([img.flip(-1) for img in batch])
-            for out, flip, img in zip(outputs, flipped, batch):
-                w = img.shape[-1]
-                fb = flip["boxes"].clone()
-                fb[:, [0, 2]] = w - flip["boxes"][:, [2, 0]]
-                boxes = torch.cat([out["boxes"], fb])
-                scores = torch.cat([out["scores"], flip["scores"]])
-                labels = torch.cat([out["labels"], flip["labels"]])
-                keep = batched_nms(boxes, scores, labels, 0.5)
-                out.update(boxes=boxes[keep], scores=scores[keep], labels=labels[keep])
+        outputs = self._run(batch, tta)
+        if self.extra_sizes:
+            transform = self.model.net.transform  # torchvision's resize step: its target sizes are public
+            trained = (transform.min_size, transform.max_size)
+            try:
+                for size in self.extra_sizes:
+                    transform.min_size, transform.max_size = (size,), size
+                    _merge_into(outputs, self._run(batch, tta))
+            finally:
+                transform.min_size, transform.max_size = trained
         results = []
         for out, img, size in zip(outputs, batch, original_sizes):
-            keep = out["scores"] >= self.threshold
-            boxes = scale_boxes(out["boxes"][keep].float(), tuple(img.shape[-2:]), tuple(size))
-            results.append(Detections(boxes.cpu().numpy().astype(np.float32),
+            boxes = scale_boxes(out["boxes"].float(), tuple(img.shape[-2:]), tuple(size))
+            # Boxes clipped flat against the border have no area: they find nothing and mean nothing.
+            keep = (out["scores"] >= self.threshold) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            results.append(Detections(boxes[keep].cpu().numpy().astype(np.float32),
                                       out["scores"][keep].float().cpu().numpy(),
                                       out["labels"][keep].cpu().numpy().astype(np.int64)))
         return results
+
+    def _run(self, batch: list[Tensor], tta: bool) -> list[dict[str, Tensor]]:
+        """The network on a batch; boxes in the batch images' pixels."""
+        outputs = self.model(batch)
+        if tta:  # horizontal flip: left/right limbs are mirror images of each other
+            flipped = self.model([img.flip(-1) for img in batch])
+            for flip, img in zip(flipped, batch):
+                boxes = flip["boxes"].clone()
+                boxes[:, [0, 2]] = img.shape[-1] - flip["boxes"][:, [2, 0]]
+                flip["boxes"] = boxes
+            _merge_into(outputs, flipped)
+        return outputs
 
     def __call__(self, images: Sequence[np.ndarray], tta: bool = False) -> list[Detections]:
         """Detect on float 0..1 H x W arrays (already windowed, bone bright)."""

@@ -75,6 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tta", action="store_true", help="add horizontally flipped inference, merged by NMS")
     p.add_argument("--image-size", type=int, default=None,
                    help="longest side the network sees (default: the size it was trained at)")
+    p.add_argument("--extra-sizes", type=int, nargs="+", default=[], metavar="N",
+                   help="also run the network at these longest sides and merge the boxes (multi-scale; "
+                        "e.g. 576 finds more small masses on a 384 px model, at extra cost)")
     p.add_argument("--all-films", action="store_true",
                    help="search out-of-scope films too (they are still marked out_of_scope in images.csv)")
     p.add_argument("--overwrite", action="store_true", help="discard earlier results in DIR instead of resuming")
@@ -301,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         predictor = CalcinosisPredictor.from_checkpoint(args.checkpoint, "cpu", args.threshold, args.image_size)
+        predictor.extra_sizes = tuple(args.extra_sizes)
     except (CheckpointError, KeyError, RuntimeError) as exc:  # not a checkpoint, or not one of ours
         print(f"calcidet detect: cannot use checkpoint {args.checkpoint}: {type(exc).__name__}: {exc}",
               file=sys.stderr)
@@ -309,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     source = ("--threshold" if args.threshold is not None
               else "checkpoint" if info.get("operating_threshold") is not None else "default")
     settings = {"checkpoint_sha256": info["sha256"], "threshold": predictor.threshold, "tta": args.tta,
-                "image_size": predictor.image_size,
+                "image_size": predictor.image_size, "extra_sizes": list(predictor.extra_sizes),
                 "all_films": args.all_films}
     out.mkdir(parents=True, exist_ok=True)
     journal = out / detect_writer.JOURNAL_DIR
