@@ -28,6 +28,9 @@ from model.builder import RadiographDetector, build_detector
 from model.checkpoint import load_checkpoint, model_state_dict
 
 DEFAULT_THRESHOLD = 0.3  # used when a checkpoint carries no validated operating threshold
+# Lowest score ``calcidet detect`` keeps: the training score floor, where evaluation curves start. Boxes
+# between it and the operating threshold are kept (marked) so that the threshold can move afterwards.
+DEFAULT_SCORE_FLOOR = 0.05
 
 
 def _merge_into(outputs: list[dict[str, Tensor]], more: list[dict[str, Tensor]], iou: float = 0.5) -> None:
@@ -73,19 +76,23 @@ class CalcinosisPredictor:
     Args:
         model: the network (``RadiographDetector``).
         image_size: longest side the network was trained at.
-        threshold: detections scoring below it are dropped.
+        threshold: the operating threshold: by default detections scoring below it are dropped.
         class_names: names of labels 1..K.
         device: where the network runs.
         checkpoint: metadata of the checkpoint it came from (path, sha256, ...).
+        extra_sizes: longest sides of extra (multi-scale) passes.
+        score_floor: lowest score ``detect_batch(..., min_score=predictor.score_floor)`` can keep
+            (the network's own score floor must not be above it); default: ``threshold``.
     """
 
     def __init__(self, model: RadiographDetector, image_size: int, threshold: float, class_names: list[str],
                  device: str | torch.device = "cpu", checkpoint: dict[str, Any] | None = None,
-                 extra_sizes: Sequence[int] = ()) -> None:
+                 extra_sizes: Sequence[int] = (), score_floor: float | None = None) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.image_size = image_size
         self.threshold = threshold
+        self.score_floor = threshold if score_floor is None else min(score_floor, threshold)
         self.class_names = class_names
         self.checkpoint = checkpoint or {}
         # Multi-scale inference: the network also runs with the image's longest side at each of these
@@ -95,13 +102,16 @@ class CalcinosisPredictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
-                        threshold: float | None = None, image_size: int | None = None) -> CalcinosisPredictor:
+                        threshold: float | None = None, image_size: int | None = None,
+                        score_floor: float = DEFAULT_SCORE_FLOOR) -> CalcinosisPredictor:
         """Load a calcidet checkpoint safely (no pickled code runs; see ``model.checkpoint``).
 
         ``threshold`` defaults to the operating point stored in the checkpoint (validation FROC at
         the configured FP rate), else ``DEFAULT_THRESHOLD``. ``image_size`` defaults to the size the
         network was trained at; a larger one shows small masses with more pixels (the stored
-        operating point was measured at the training size).
+        operating point was measured at the training size). ``score_floor`` is the lowest score the
+        network reports (capped at the threshold); ``detect_batch`` filters at the threshold unless
+        asked for ``min_score=predictor.score_floor``.
         """
         ckpt = load_checkpoint(path)
         hp = ckpt.get("hyper_parameters", {})
@@ -109,20 +119,25 @@ class CalcinosisPredictor:
         class_names = list(meta.get("class_names") or hp.get("class_names") or ["calcinosis"])
         image_size = int(image_size or meta.get("image_size") or hp.get("image_size", 384))
         arch = meta.get("arch") or hp.get("arch", "fcos_tiny")
-        # Score floor well under any operating point so that thresholds can be changed afterwards.
-        model = build_detector(arch=arch, num_classes=len(class_names) + 1, min_size=image_size,
-                               max_size=image_size, score_thresh=min(0.05, threshold or 0.05))
-        model.load_state_dict(model_state_dict(ckpt))
         stored = meta.get("operating_threshold")
         chosen = threshold if threshold is not None else (stored if stored is not None else DEFAULT_THRESHOLD)
+        floor = min(float(score_floor), float(chosen))  # a stored operating point may sit under the floor
+        model = build_detector(arch=arch, num_classes=len(class_names) + 1, min_size=image_size,
+                               max_size=image_size, score_thresh=floor)
+        model.load_state_dict(model_state_dict(ckpt))
         info = {"path": str(path), "sha256": sha256_file(path), "arch": arch, "image_size": image_size,
                 "operating_threshold": stored, "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step")}
-        return cls(model, image_size, float(chosen), class_names, device, info)
+        return cls(model, image_size, float(chosen), class_names, device, info, score_floor=floor)
 
     @torch.inference_mode()
     def detect_batch(self, images: Sequence[Tensor], original_sizes: Sequence[tuple[int, int]],
-                     tta: bool = False) -> list[Detections]:
-        """Run the network on prepared images (``prepare_image``) and map boxes to original pixels."""
+                     tta: bool = False, min_score: float | None = None) -> list[Detections]:
+        """Run the network on prepared images (``prepare_image``) and map boxes to original pixels.
+
+        ``min_score``: lowest score kept (default: the operating threshold; ``self.score_floor`` keeps
+        everything the network reports, as ``calcidet detect`` does).
+        """
+        min_score = self.threshold if min_score is None else min_score
         batch = [img.to(self.device, non_blocking=True) for img in images]
         outputs = self._run(batch, tta)
         if self.extra_sizes:
@@ -138,7 +153,7 @@ class CalcinosisPredictor:
         for out, img, size in zip(outputs, batch, original_sizes):
             boxes = scale_boxes(out["boxes"].float(), tuple(img.shape[-2:]), tuple(size))
             # Boxes clipped flat against the border have no area: they find nothing and mean nothing.
-            keep = (out["scores"] >= self.threshold) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            keep = (out["scores"] >= min_score) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
             results.append(Detections(boxes[keep].cpu().numpy().astype(np.float32),
                                       out["scores"][keep].float().cpu().numpy(),
                                       out["labels"][keep].cpu().numpy().astype(np.int64)))

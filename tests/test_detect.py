@@ -78,7 +78,7 @@ def test_detect_writes_all_files_and_records_broken_ones(tiny_synth, checkpoint,
     out = tmp_path / "out"
     assert detect_main([str(tmp_path / "in"), "--checkpoint", str(checkpoint), "--output", str(out),
                         "--threshold", "0.01", "--num-workers", "1", "--overlays"]) == 0
-    for name in ("detections.csv", "images.csv", "detections.json", "run.json"):
+    for name in ("detections.csv", "images.csv", "detections.json", "detections_coco.json", "run.json"):
         assert (out / name).is_file(), name
 
     columns, images = _read_csv(out / "images.csv")
@@ -100,16 +100,22 @@ def test_detect_writes_all_files_and_records_broken_ones(tiny_synth, checkpoint,
         x1, y1, x2, y2 = (float(d[k]) for k in ("x_min", "y_min", "x_max", "y_max"))
         assert 0 <= x1 <= x2 <= w and 0 <= y1 <= y2 <= h, d
         assert float(d["confidence"]) >= 0.01 and d["label"] == "calcinosis"
+        assert d["above_threshold"] == "true"  # --threshold 0.01 also sets the score floor
     per_image = {r["image"]: int(r["num_detections"]) for r in images}
     assert sum(per_image.values()) == len(dets)
 
+    # Without --gt an image's id is 1 + its place among all names, failed ones included.
+    coco = json.loads((out / "detections_coco.json").read_text())
+    ids = {name: i + 1 for i, name in enumerate(sorted(kinds))}
+    assert {im["file_name"]: im["id"] for im in coco["images"]} == {n: ids[n] for n in kinds if kinds[n] == "ok"}
+    assert len(coco["annotations"]) == len(dets)
     results = json.loads((out / "detections.json").read_text())
-    assert results["images"] == {name: i + 1 for i, name in enumerate(sorted(kinds))}
-    assert len(results["detections"]) == len(dets)
-    assert set(results["detections"][0]) == {"image_id", "category_id", "bbox", "score"}
+    assert isinstance(results, list) and len(results) == len(dets)
+    assert set(results[0]) == {"image_id", "category_id", "bbox", "score", "above_threshold"}
+    assert {r["image_id"] for r in results} == {ids[d["image"]] for d in dets}
     run = json.loads((out / "run.json").read_text())
     assert run["counts"]["error"] == 3 and run["counts"]["ok"] == len(kinds) - 3
-    assert run["threshold"] == 0.01 and run["threshold_source"] == "--threshold"
+    assert run["threshold"] == 0.01 and run["threshold_source"] == "--threshold" and run["score_floor"] == 0.01
     assert len(run["checkpoint"]["sha256"]) == 64 and run["versions"]["torch"]
 
 
@@ -159,7 +165,7 @@ def test_killed_run_resumes_to_the_same_files(tiny_synth, checkpoint, tmp_path) 
 
     run = json.loads((killed / "run.json").read_text())
     assert run["counts"]["reused_from_journal"] >= done_before - 1  # a torn batch is redone
-    for name in ("detections.csv", "images.csv", "detections.json"):
+    for name in ("detections.csv", "images.csv", "detections.json", "detections_coco.json"):
         assert (killed / name).read_text() == (straight / name).read_text(), name
     _, rows = _read_csv(killed / "images.csv")
     assert len(rows) == len({r["image"] for r in rows}) == 32

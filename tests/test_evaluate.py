@@ -82,7 +82,7 @@ def test_evaluate_reports_perfect_detections_and_every_leftover(tmp_path, capsys
     assert report["unmatched_predictions"] == ["zzz.png"]
     assert report["counts"]["evaluated_images"] == 2 and report["counts"]["lesions"] == 1
     printed = capsys.readouterr().out
-    assert "froc_cpm" in printed and "--threshold 0.05" in printed  # detect's 0.3 hides low scores
+    assert "froc_cpm" in printed and "--score-floor 0.05" in printed  # an old run kept nothing under 0.3
     _assert_png(out / "froc.png")
     _assert_png(out / "pr_curve.png")
 

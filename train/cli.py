@@ -8,6 +8,8 @@
     calcidet evaluate --gt annotations.json --pred DIR/detections.csv --out REPORT_DIR
     calcidet export-images INPUT... --output DIR [--bits 8|16]  # PNGs + COCO skeleton for labelling
     calcidet convert  --from yolo|voc|cvat SRC --images DIR --output annotations.json
+    calcidet split    annotations.json --out DIR [--fractions 0.7 0.15 0.15]  # by patient: train/val/test.json
+    calcidet --version
 
 fit/validate/test are LightningCLI subcommands: configs layer with repeated ``--config`` (last wins)
 and any value can be overridden on the command line (``--trainer.max_epochs 3``).
@@ -28,7 +30,7 @@ from data.datamodule import CalcinosisDataModule  # noqa: E402
 from model.module import CalcinosisDetector  # noqa: E402
 from train.callbacks import CheckpointOnSigterm, DataPosition, LastCheckpoint  # noqa: E402
 
-TOOLS = ("synth", "detect", "evaluate", "export-images", "convert")
+TOOLS = ("synth", "detect", "evaluate", "export-images", "convert", "split")
 
 
 def _default_loggers() -> list[dict]:
@@ -113,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
 
         module = argv[0].replace("-", "_")  # export-images -> train.export_images_cmd
         return int(importlib.import_module(f"train.{module}_cmd").main(argv[1:]) or 0)
+    if argv[:1] == ["--version"]:
+        from importlib.metadata import version
+
+        print(f"calcidet {version('calcidet')}")
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         if not argv:

@@ -1,7 +1,8 @@
 """``calcidet detect``: find calcinosis on every radiograph under one or more folders.
 
     calcidet detect scans/ --checkpoint runs/demo/checkpoints/last.ckpt --output results/
-    calcidet detect a/ b/ x.dcm --checkpoint CKPT --output results/ --overlays --threshold 0.05
+    calcidet detect a/ b/ x.dcm --checkpoint CKPT --output results/ --overlays --threshold 0.4
+    calcidet detect test/images --checkpoint CKPT --output results/ --gt test/annotations.json
 
 Films out of calcidet's scope (chest, abdomen, skull, ... by their DICOM tags; see ``data.scope``)
 are listed but not searched unless ``--all-films`` is given.
@@ -34,8 +35,9 @@ from data.folders import find_radiographs, relative_name
 from data.readers import read_radiograph
 from data.scope import ImageScopeCheck, ScopeVerdict, assess_scope
 from model.checkpoint import CheckpointError
-from model.inference import DEFAULT_THRESHOLD, CalcinosisPredictor, Detections
+from model.inference import DEFAULT_SCORE_FLOOR, DEFAULT_THRESHOLD, CalcinosisPredictor, Detections
 from train import detect_writer
+from train.detect_coco import GroundTruth, GroundTruthError, assign_ids, load_ground_truth
 
 OVERLAY_SIZE = 1024  # longest side of overlay PNGs: enough to see a 5 mm mass on a full film
 
@@ -45,8 +47,10 @@ directly is named by its file name). With several INPUTs each name is prefixed w
 folder name (`left/knee1.png`, `right/knee1.png`); clashing names get a suffix (`images-2/...`).
 
 threshold: default is the operating point stored in the checkpoint (the score giving the configured
-false positives per image on validation), else {DEFAULT_THRESHOLD}. For `calcidet evaluate` runs use
-a low one (`--threshold 0.05`): evaluation only sees detections above it.
+false positives per image on validation), else {DEFAULT_THRESHOLD}. Every box scoring at least
+--score-floor (default {DEFAULT_SCORE_FLOOR}) is written, marked above_threshold when it reaches the
+threshold: overlays, images.csv counts and detections_coco.json use the threshold, `calcidet
+evaluate` uses every box, and another threshold is a filter on the files, not another run.
 
 speed: files are decoded by --num-workers processes while the network runs. Without a GPU each
 worker takes a core from the network; on a 2-4 core machine --num-workers 1 is usually fastest.
@@ -55,8 +59,13 @@ scope: a film whose DICOM tags name only an out-of-scope part (BodyPartExamined=
 spine, abdomen, breast or dental study) gets no boxes; images.csv says why in scope_reason. Films that
 name nothing (PNG/JPEG/TIFF) or contradict themselves are `unknown` and searched as usual.
 
-outputs in DIR: detections.csv, images.csv, detections.json, run.json, overlays/ (--overlays) and
-.journal/ (resume state; rerun the same command to finish an interrupted run).
+outputs in DIR: detections.csv, images.csv, detections.json (COCO results), detections_coco.json
+(COCO dataset), run.json (written last), overlays/ (--overlays) and .journal/ (resume state; rerun the
+same command to finish an interrupted run). With --gt, COCO image and category ids are the ground truth's.
+
+exit status: 0 done (some files may have failed: images.csv says why); 1 an output file could not be
+written (a full disk: free space and rerun the same command, finished images are kept); 2 bad
+arguments, no input found, an unusable checkpoint or --gt, other settings in DIR, or no file readable.
 """
 
 
@@ -67,7 +76,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoint", required=True, help="calcidet checkpoint (.ckpt)")
     p.add_argument("--output", required=True, help="output folder DIR")
     p.add_argument("--threshold", type=float, default=None,
-                   help=f"lowest confidence reported (default: the checkpoint's operating point, else {DEFAULT_THRESHOLD})")
+                   help="operating threshold: overlays and counts show boxes scoring at least this "
+                        f"(default: the checkpoint's operating point, else {DEFAULT_THRESHOLD})")
+    p.add_argument("--score-floor", type=float, default=DEFAULT_SCORE_FLOOR,
+                   help=f"lowest confidence written, marked below the threshold (default {DEFAULT_SCORE_FLOOR})")
+    p.add_argument("--gt", default=None, metavar="ANNOTATIONS_JSON",
+                   help="COCO ground truth whose image and category ids the COCO outputs use")
     p.add_argument("--batch-size", type=int, default=4, help="images per batch and device (default 4)")
     p.add_argument("--devices", type=int, default=1, help="GPUs (or CPU processes without CUDA) to use (default 1)")
     p.add_argument("--num-workers", type=int, default=2, help="decoding processes per device (default 2)")
@@ -84,6 +98,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.batch_size < 1 or args.devices < 1 or args.num_workers < 0:
         p.error("--batch-size and --devices must be >= 1, --num-workers >= 0")
+    if not 0 <= args.score_floor <= 1:
+        p.error("--score-floor must be between 0 and 1")
     return args
 
 
@@ -200,7 +216,8 @@ class DetectionModule(pl.LightningModule):
         self.predictor.device = self.device
 
     def _detect(self, images: list[Tensor], metas: list[dict]) -> list[Detections]:
-        return self.predictor.detect_batch(images, [m["original_size"] for m in metas], tta=self.tta)
+        return self.predictor.detect_batch(images, [m["original_size"] for m in metas], tta=self.tta,
+                                           min_score=self.predictor.score_floor)  # the threshold marks, later
 
     def predict_step(self, batch: tuple[list[Tensor], list[dict]], batch_idx: int) -> list[dict[str, Any]]:
         images, metas = batch
@@ -274,7 +291,7 @@ def run_predict(args: argparse.Namespace, predictor: CalcinosisPredictor, datase
         torch.set_num_threads(max(1, cores // args.devices - args.num_workers))
     loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=cuda,
                         collate_fn=_as_collated)
-    writer = detect_writer.JournalWriter(journal, overlay_dir)
+    writer = detect_writer.JournalWriter(journal, overlay_dir, predictor.threshold)
     trainer = pl.Trainer(accelerator="cuda" if cuda else "cpu", devices=args.devices, logger=False,
                          enable_checkpointing=False, enable_model_summary=False, default_root_dir=args.output,
                          callbacks=[writer, ImagesPerSecondBar()])
@@ -288,7 +305,7 @@ def run_predict(args: argparse.Namespace, predictor: CalcinosisPredictor, datase
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``calcidet detect``; returns the exit status (0 ok, 2 bad arguments or settings)."""
+    """Run ``calcidet detect``; returns the exit status (0 done, 1 an output not written, 2 unusable inputs)."""
     args = parse_args(argv)
     started = time.perf_counter()
     # Items are whole batches (see RadiographBatches), so Lightning cannot list sample indices.
@@ -303,19 +320,42 @@ def main(argv: list[str] | None = None) -> int:
         print(f"calcidet detect: no radiographs found under {', '.join(args.inputs)}", file=sys.stderr)
         return 2
     try:
-        predictor = CalcinosisPredictor.from_checkpoint(args.checkpoint, "cpu", args.threshold, args.image_size)
+        predictor = CalcinosisPredictor.from_checkpoint(args.checkpoint, "cpu", args.threshold, args.image_size,
+                                                        args.score_floor)
         predictor.extra_sizes = tuple(args.extra_sizes)
     except (CheckpointError, KeyError, RuntimeError) as exc:  # not a checkpoint, or not one of ours
         print(f"calcidet detect: cannot use checkpoint {args.checkpoint}: {type(exc).__name__}: {exc}",
               file=sys.stderr)
         return 2
+    try:  # read now: a bad file should stop the run before the hours of inference, not after
+        ground_truth = load_ground_truth(args.gt, predictor.class_names) if args.gt else None
+    except GroundTruthError as exc:
+        print(f"calcidet detect: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _detect(args, predictor, files, names, ground_truth, started)
+    except detect_writer.OutputWriteError as exc:
+        print(f"calcidet detect: cannot write {exc.filename}: {exc.strerror}. Images finished so far are "
+              f"kept in {out / detect_writer.JOURNAL_DIR}: make room and rerun the same command to complete "
+              "the run.", file=sys.stderr)
+        return 1
+
+
+def _detect(args: argparse.Namespace, predictor: CalcinosisPredictor, files: list[Path], names: list[str],
+            ground_truth: GroundTruth | None, started: float) -> int:
+    """``main`` past its checks: run (or resume) and write the final files."""
+    out = Path(args.output)
     info = predictor.checkpoint
     source = ("--threshold" if args.threshold is not None
               else "checkpoint" if info.get("operating_threshold") is not None else "default")
-    settings = {"checkpoint_sha256": info["sha256"], "threshold": predictor.threshold, "tta": args.tta,
-                "image_size": predictor.image_size, "extra_sizes": list(predictor.extra_sizes),
-                "all_films": args.all_films}
-    out.mkdir(parents=True, exist_ok=True)
+    # What the journal's records depend on: a rerun with other values must not mix results.
+    settings = {"checkpoint_sha256": info["sha256"], "threshold": predictor.threshold,
+                "score_floor": predictor.score_floor, "tta": args.tta, "image_size": predictor.image_size,
+                "extra_sizes": list(predictor.extra_sizes), "all_films": args.all_films}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise detect_writer.OutputWriteError(out, exc) from exc
     journal = out / detect_writer.JOURNAL_DIR
     if _is_first_process():
         try:
@@ -344,11 +384,13 @@ def main(argv: list[str] | None = None) -> int:
             meta = {"name": name, "path": str(path), "stamp": stamp}
             record = detect_writer.image_record(meta, None, [], "no result was journaled for this file")
         records.append(record)
-    counts = detect_writer.write_final_files(records, out, predictor.class_names)
+    ids = assign_ids(dict(zip(names, files, strict=True)), predictor.class_names, ground_truth)
+    counts = detect_writer.write_final_files(records, out, predictor.threshold, ids)
     run = {
         "command": "calcidet detect", "arguments": vars(args), "versions": detect_writer.package_versions(),
         "checkpoint": info, "class_names": predictor.class_names,
-        "threshold": predictor.threshold, "threshold_source": source, "tta": args.tta,
+        "threshold": predictor.threshold, "threshold_source": source, "score_floor": predictor.score_floor,
+        "tta": args.tta, "coco": {"gt": args.gt, "categories": ids.categories, "notes": ids.notes},
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "torch_threads": threads,
         "counts": {"images": len(records), **counts, "processed_this_run": processed,
                    "reused_from_journal": len(records) - processed},
@@ -356,10 +398,18 @@ def main(argv: list[str] | None = None) -> int:
                    "images_per_s": round(processed / predict_s, 3) if predict_s > 0 else None},
     }
     detect_writer.atomic_write_text(out / "run.json", json.dumps(run, indent=2, default=str))
+    for note in ids.notes:
+        print(f"calcidet detect: {note}")
     print(f"calcidet detect: {len(records)} images ({counts['ok']} ok, {counts['error']} failed, "
           f"{counts['out_of_scope']} out of scope{', searched' if args.all_films else ''}), "
-          f"{counts['detections']} detections at threshold {predictor.threshold:g} ({source}); "
+          f"{counts['detections']} detections at threshold {predictor.threshold:g} ({source}) of "
+          f"{counts['boxes']} boxes kept down to {predictor.score_floor:g}; "
           f"{processed} processed in {predict_s:.1f} s; results in {out}")
+    if counts["ok"] == 0:
+        reasons = sorted({r["reason"] for r in records if r["reason"]})
+        print(f"calcidet detect: none of the {len(records)} files could be read or searched; images.csv lists each "
+              f"with its reason (e.g. {reasons[0] if reasons else 'unknown'})", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -4,17 +4,22 @@
 
 Each batch's results are appended to ``DIR/.journal/rank<R>.jsonl`` (one JSON line per image, flushed
 and fsynced per batch) beside ``DIR/.journal/settings.json``, which holds what the results depend on
-(checkpoint SHA-256, threshold, TTA). A rerun reads the journal, skips what is done and appends the
-rest. At the end the journal becomes the final files, each written to a temporary file and renamed
-over the old one, so no reader ever sees half a file; rows are sorted by image name, so a resumed run
-writes the same files as an uninterrupted one:
+(checkpoint SHA-256, score floor, threshold, TTA). A rerun reads the journal, skips what is done and
+appends the rest. At the end the journal becomes the final files, each written to a temporary file and
+renamed over the old one, so no reader ever sees half a file; ``run.json`` is removed first and written
+last, so its presence means the other files are complete. Rows are sorted by image name, so a resumed
+run writes the same files as an uninterrupted one. Every box down to the score floor is kept; the
+operating threshold marks some of them:
 
-- ``detections.csv``: one row per box, in original-image pixels (``data.contract``);
+- ``detections.csv``: one row per box, in original-image pixels (``data.contract``), with
+  ``above_threshold`` (``true``/``false``: the box scores at least the operating threshold);
 - ``images.csv``: one row per image found, failed ones included, with the reason, and its ``scope``
   (``in_scope``, ``out_of_scope`` or ``unknown``; see ``data.scope``) with ``scope_reason``;
-- ``detections.json``: COCO results (``image_id``, ``category_id``, ``bbox`` as x, y, w, h,
-  ``score``) plus ``images``, a name -> id mapping: the id is 1 + the image's position in the sorted
-  list of all names (failed images keep theirs), so ids are stable for a given set of inputs.
+  ``num_detections`` counts boxes at the operating threshold, ``max_confidence`` is over all boxes;
+- ``detections.json`` and ``detections_coco.json``: COCO results and a COCO dataset
+  (``train.detect_coco``).
+
+A write that fails (a full disk) raises ``OutputWriteError`` naming the file; no partial file is left.
 """
 
 from __future__ import annotations
@@ -40,17 +45,26 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 
 from data.scope import ScopeVerdict
 from model.inference import Detections
+from train.detect_coco import CocoIds, coco_dataset, results_list
 
 JOURNAL_DIR = ".journal"
 MAX_PART_BYTES = 200  # of an output path's parts: leaves room for a suffix and ".NAME.tmp" within 255
-FINAL_FILES = ("detections.csv", "images.csv", "detections.json", "run.json")
-DETECTION_COLUMNS = ["image", "x_min", "y_min", "x_max", "y_max", "confidence", "label", "width_mm", "height_mm"]
+FINAL_FILES = ("detections.csv", "images.csv", "detections.json", "detections_coco.json", "run.json")
+DETECTION_COLUMNS = ["image", "x_min", "y_min", "x_max", "y_max", "confidence", "label", "width_mm", "height_mm",
+                     "above_threshold"]
 IMAGE_COLUMNS = ["image", "status", "reason", "width", "height", "pixel_spacing_row_mm", "pixel_spacing_col_mm",
                  "spacing_source", "format", "num_detections", "max_confidence", "scope", "scope_reason"]
 
 
 class JournalMismatchError(RuntimeError):
     """The output folder holds results made with different settings."""
+
+
+class OutputWriteError(OSError):
+    """An output file could not be written (a full disk, no permission); ``filename`` names it."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause), str(path))
 
 
 def file_stamp(path: str | Path) -> list[int] | None:
@@ -73,14 +87,31 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: all or nothing."""
+def atomic_write(path: Path, data: bytes, sync: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: all or nothing.
+
+    Raises:
+        OutputWriteError: naming ``path``; the temporary file is removed.
+    """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            if sync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the original error is the one to report
+        raise OutputWriteError(path, exc) from exc
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """``atomic_write`` of UTF-8 text."""
+    atomic_write(path, text.encode("utf-8"))
 
 
 def safe_output_path(root: Path, name: str, suffix: str = "") -> Path:
@@ -176,12 +207,13 @@ def image_record(meta: dict[str, Any], found: Detections | None, class_names: li
     return record
 
 
-def write_overlay(path: Path, preview: np.ndarray, record: dict[str, Any]) -> None:
-    """Draw ``record``'s boxes and confidences on ``preview`` (a downscaled uint8 copy) as a PNG."""
+def write_overlay(path: Path, preview: np.ndarray, record: dict[str, Any], threshold: float = 0.0) -> None:
+    """Draw ``record``'s boxes scoring at least ``threshold`` on ``preview`` (a downscaled uint8 copy)."""
     canvas = cv2.cvtColor(preview, cv2.COLOR_GRAY2BGR)
     scale = preview.shape[1] / record["width"]  # boxes are in original pixels
     thick = max(1, round(preview.shape[1] / 500))
-    found = sorted(zip(record["scores"], record["boxes"], strict=True), key=lambda sb: sb[0])
+    found = sorted(((s, b) for s, b in zip(record["scores"], record["boxes"], strict=True) if s >= threshold),
+                   key=lambda sb: sb[0])
     for score, (x1, y1, x2, y2) in found:  # highest score drawn last, on top
         p1, p2 = (round(x1 * scale), round(y1 * scale)), (round(x2 * scale), round(y2 * scale))
         cv2.rectangle(canvas, p1, p2, (0, 200, 255), thick, cv2.LINE_AA)
@@ -193,9 +225,7 @@ def write_overlay(path: Path, preview: np.ndarray, record: dict[str, Any]) -> No
     path.parent.mkdir(parents=True, exist_ok=True)
     ok, png = cv2.imencode(".png", canvas)
     if ok:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(png.tobytes())
-        os.replace(tmp, path)
+        atomic_write(path, png.tobytes(), sync=False)  # a viewing aid: not worth an fsync each
 
 
 class JournalWriter(BasePredictionWriter):
@@ -205,22 +235,28 @@ class JournalWriter(BasePredictionWriter):
     uint8 image for the overlay), which is drawn and dropped before the record is journaled.
     """
 
-    def __init__(self, journal: Path, overlay_dir: Path | None = None) -> None:
+    def __init__(self, journal: Path, overlay_dir: Path | None = None, threshold: float = 0.0) -> None:
         super().__init__(write_interval="batch")
         self.journal = journal
         self.overlay_dir = overlay_dir
+        self.threshold = threshold  # overlays show the boxes at the operating threshold
         self.images_done, self.torch_threads = 0, 0
         self.started = self.finished = 0.0
-        self._file: io.TextIOWrapper | None = None
+        self._path = journal
+        self._fd: int | None = None
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        path = self.journal / f"rank{trainer.global_rank}.jsonl"
-        if path.exists():  # cut a torn last line so that the next record starts on a line of its own
-            data = path.read_bytes()
-            if data and not data.endswith(b"\n"):
-                with open(path, "r+b") as f:
-                    f.truncate(data.rfind(b"\n") + 1)
-        self._file = open(path, "a", encoding="utf-8")
+        self._path = path = self.journal / f"rank{trainer.global_rank}.jsonl"
+        try:
+            if path.exists():  # cut a torn last line so that the next record starts on a line of its own
+                data = path.read_bytes()
+                if data and not data.endswith(b"\n"):
+                    with open(path, "r+b") as f:
+                        f.truncate(data.rfind(b"\n") + 1)
+            # Unbuffered: a failed write leaves nothing in a buffer for close() to fail on again.
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputWriteError(path, exc) from exc
         self.started, self.torch_threads = time.perf_counter(), torch.get_num_threads()
 
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
@@ -230,63 +266,82 @@ class JournalWriter(BasePredictionWriter):
             preview = record.pop("preview", None)
             if self.overlay_dir is not None and preview is not None:
                 try:
-                    write_overlay(safe_output_path(self.overlay_dir, record["image"], ".png"), preview, record)
+                    write_overlay(safe_output_path(self.overlay_dir, record["image"], ".png"), preview, record,
+                                  self.threshold)
                 except OSError as exc:  # no overlay beats no results (a full disk; "x.png" and "x.png.png/")
                     warnings.warn(f"no overlay for {record['image']}: {exc}", stacklevel=1)
             lines.append(json.dumps(record) + "\n")
-        assert self._file is not None
-        self._file.write("".join(lines))
-        self._file.flush()
-        os.fsync(self._file.fileno())  # a batch on disk survives a kill or a power cut
+        assert self._fd is not None
+        data = memoryview("".join(lines).encode("utf-8"))
+        try:
+            while data:  # a full disk may take part of the batch: the torn line is cut on the rerun
+                data = data[os.write(self._fd, data):]
+            os.fsync(self._fd)  # a batch on disk survives a kill or a power cut
+        except OSError as exc:
+            self._close()
+            raise OutputWriteError(self._path, exc) from exc
         self.images_done += len(lines)
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.finished = time.perf_counter()
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._close()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._close()
 
 
 def _fmt(value: float | None, digits: int) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def write_final_files(records: list[dict[str, Any]], out_dir: Path, class_names: list[str]) -> dict[str, int]:
-    """Write ``detections.csv``, ``images.csv`` and ``detections.json`` from journal records.
+def write_final_files(records: list[dict[str, Any]], out_dir: Path, threshold: float, ids: CocoIds) -> dict[str, int]:
+    """Write ``detections.csv``, ``images.csv``, ``detections.json`` and ``detections_coco.json``.
+
+    ``run.json`` is removed first (the caller writes it last). ``threshold`` is the operating
+    threshold, ``ids`` the COCO ids (``train.detect_coco.assign_ids``).
 
     Returns:
-        counts of images ``ok`` and ``error``, of ``out_of_scope`` images and of ``detections``.
+        counts of images ``ok`` and ``error``, of ``out_of_scope`` images, of ``detections`` at the
+        threshold and of all ``boxes`` kept.
+
+    Raises:
+        OutputWriteError: a file could not be written.
     """
+    try:
+        (out_dir / "run.json").unlink(missing_ok=True)  # its presence says the set is complete
+    except OSError as exc:
+        raise OutputWriteError(out_dir / "run.json", exc) from exc
     records = sorted(records, key=lambda r: r["image"])
     det_csv, img_csv = io.StringIO(), io.StringIO()
     det_rows, img_rows = csv.writer(det_csv, lineterminator="\n"), csv.writer(img_csv, lineterminator="\n")
     det_rows.writerow(DETECTION_COLUMNS)
     img_rows.writerow(IMAGE_COLUMNS)
-    coco: list[dict[str, Any]] = []
-    ids = {r["image"]: i + 1 for i, r in enumerate(records)}
-    counts = {"ok": 0, "error": 0, "out_of_scope": 0, "detections": 0}
+    counts = {"ok": 0, "error": 0, "out_of_scope": 0, "detections": 0, "boxes": 0}
     for r in records:
         counts[r["status"]] += 1
         counts["out_of_scope"] += r["scope"] == "out_of_scope"
-        counts["detections"] += len(r["scores"])
+        above = [s >= threshold for s in r["scores"]]
+        counts["detections"] += sum(above)
+        counts["boxes"] += len(above)
         row_mm, col_mm = r["pixel_spacing_mm"] or (None, None)
-        for (x1, y1, x2, y2), score, label in zip(r["boxes"], r["scores"], r["labels"], strict=True):
+        for (x1, y1, x2, y2), score, label, hit in zip(r["boxes"], r["scores"], r["labels"], above, strict=True):
             w_mm = (x2 - x1) * col_mm if col_mm else None
             h_mm = (y2 - y1) * row_mm if row_mm else None
             det_rows.writerow([r["image"], _fmt(x1, 2), _fmt(y1, 2), _fmt(x2, 2), _fmt(y2, 2), _fmt(score, 4),
-                               label, _fmt(w_mm, 2), _fmt(h_mm, 2)])
-            coco.append({"image_id": ids[r["image"]], "category_id": class_names.index(label) + 1,
-                         "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                         "score": round(score, 4)})
+                               label, _fmt(w_mm, 2), _fmt(h_mm, 2), "true" if hit else "false"])
         img_rows.writerow([
             r["image"], r["status"], r["reason"], r["width"] or "", r["height"] or "",
             _fmt(row_mm, 6), _fmt(col_mm, 6), r["spacing_source"] or "", r["format"] or "",
-            len(r["scores"]), _fmt(max(r["scores"]) if r["scores"] else None, 4),
+            sum(above), _fmt(max(r["scores"]) if r["scores"] else None, 4),
             r["scope"], r["scope_reason"],
         ])
-    results = {"images": ids, "categories": [{"id": i + 1, "name": n} for i, n in enumerate(class_names)],
-               "detections": coco}
     atomic_write_text(out_dir / "detections.csv", det_csv.getvalue())
     atomic_write_text(out_dir / "images.csv", img_csv.getvalue())
-    atomic_write_text(out_dir / "detections.json", json.dumps(results, indent=1))
+    atomic_write_text(out_dir / "detections.json", json.dumps(results_list(records, ids, threshold)))
+    atomic_write_text(out_dir / "detections_coco.json", json.dumps(coco_dataset(records, ids, threshold)))
     return counts

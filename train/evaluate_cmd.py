@@ -1,6 +1,6 @@
 """``calcidet evaluate``: score ``calcidet detect``'s CSV against COCO ground truth.
 
-    calcidet detect synth/test/images --checkpoint CKPT --output results/ --threshold 0.05
+    calcidet detect synth/test/images --checkpoint CKPT --output results/
     calcidet evaluate --gt synth/test/annotations.json --pred results/detections.csv --out report/
 
 Metrics come from ``model.metrics`` (the code validation logs with): COCO AP and AP50 (pycocotools),
@@ -52,7 +52,7 @@ from model.metrics import (
 from train.detect_writer import DETECTION_COLUMNS
 from train.report_plots import plot_froc, plot_pr
 
-EVAL_THRESHOLD = 0.05  # detect threshold we recommend for evaluation runs (the training score floor)
+EVAL_THRESHOLD = 0.05  # detect score floor we recommend for evaluation runs (the training score floor)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -208,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     table = read_image_table(pred)
     run_file = pred.with_name("run.json")
-    threshold = json.loads(run_file.read_text()).get("threshold") if run_file.is_file() else None
+    run = json.loads(run_file.read_text()) if run_file.is_file() else {}
+    # Every row counts, above_threshold or not: the lowest score detect kept is where the curves stop
+    # (an older run.json has no score_floor: that detect kept nothing below its threshold).
+    threshold = run.get("score_floor", run.get("threshold"))
     pred_names = sorted(table) if table is not None else sorted(found)
     gt_names = [im.file_name for im in index.images]
     to_gt, rule = match_names(gt_names, pred_names)
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     if threshold is not None:
         notes.append(f"detect kept detections scoring >= {threshold:g}: curves and AP see nothing below it"
                      + ("" if threshold <= EVAL_THRESHOLD else
-                        f"; for evaluation rerun detect with --threshold {EVAL_THRESHOLD}"))
+                        f"; for evaluation rerun detect with --score-floor {EVAL_THRESHOLD}"))
     if unmatched:
         notes.append(f"{len(unmatched)} images of the detect run are not in the ground truth (ignored), e.g. {unmatched[:5]}")
     if failed:
