@@ -109,6 +109,8 @@ class CalcinosisDataModule(pl.LightningDataModule):
         val_fraction: share of images split off for validation when ``val_json`` is not given.
         image_size: longest side of the model input; images are resized to it once and cached.
         augment: training augmentation preset (``train``, ``light``, ``none``; see ``data.transforms``).
+        crop_size: train on ``crop_size`` squares cut from the films at ``image_size`` with scale
+            jitter (None: whole films). Validation, test and detection always see the whole film.
         batch_size: images per batch, per device.
         num_workers: DataLoader worker processes per device (-1: one per CPU core, up to 8).
         pin_memory: page-locked host memory for faster host-to-GPU copies (None: when CUDA is present).
@@ -125,6 +127,7 @@ class CalcinosisDataModule(pl.LightningDataModule):
         val_fraction: float = 0.2,
         image_size: int = 384,
         augment: str = "train",
+        crop_size: int | None = None,
         batch_size: int = 8,
         num_workers: int = 2,
         pin_memory: bool | None = None,
@@ -138,6 +141,7 @@ class CalcinosisDataModule(pl.LightningDataModule):
         self.val_fraction = val_fraction
         self.image_size = image_size
         self.augment = augment
+        self.crop_size = crop_size
         self.batch_size = batch_size
         self.num_workers = min(os.cpu_count() or 1, 8) if num_workers < 0 else num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
@@ -151,7 +155,8 @@ class CalcinosisDataModule(pl.LightningDataModule):
         return concat_indexes([load_coco(p, self.image_root) for p in paths])
 
     def _coco_dataset(self, index: CocoIndex, preset: str) -> RadiographDataset:
-        return RadiographDataset(index.images, self.image_size, build_transforms(preset, self.image_size),
+        transforms = build_transforms(preset, self.image_size, crop_size=self.crop_size)
+        return RadiographDataset(index.images, self.image_size, transforms,
                                  preload_threads=max(1, min(os.cpu_count() or 1, 8)))
 
     def setup(self, stage: str) -> None:

@@ -8,7 +8,8 @@ Inputs follow ``data.contract`` before tensor conversion: a uint8 ``H x W`` radi
 so that its longest side is about ``image_size`` (the dataset caches it that way), boxes float
 ``[N, 4]`` as ``[x1, y1, x2, y2]`` pixels (``N = 0`` is the normal case), labels int ``[N]``. Outputs
 are the same, in the output image's pixels; every preset but ``none`` ends with the longest side
-exactly ``image_size``.
+exactly ``image_size``, except that ``crop_size`` makes ``train`` and ``light`` end in a
+``crop_size`` square (below).
 
 - ``train``: geometry a radiograph can plausibly show (left/right flip, small rotation/scale/shift,
   an occasional zoom that keeps every lesion), then exposure, contrast, noise, blur and resolution
@@ -16,6 +17,12 @@ exactly ``image_size``.
 - ``light``: flip and brightness/contrast only, for fast CPU training.
 - ``eval``: resize only. Boxes are never dropped (ground truth must stay whole).
 - ``none``: identity.
+
+Crop training (``crop_size``): the film stays at ``image_size`` (e.g. 768 px, where a mass of 3 % of
+the short side keeps ~18 px), is rescaled by 0.5-1.1 (scale jitter: the network sees each lesion at
+several sizes) and a ``crop_size`` square window is cut from it, holding a lesion in 2 of 3 crops.
+Each step then costs what a ``crop_size`` film costs, while detection runs on the whole film at
+``image_size``. This is how small masses get the pixels they need on a CPU budget.
 """
 
 from __future__ import annotations
@@ -68,13 +75,30 @@ class ZoomKeepingLesions(BaseCrop):
         return {"crop_coords": (x1, y1, x1 + crop_w, y1 + crop_h)}
 
 
-def _train(image_size: int) -> list[A.BasicTransform]:
+def _crops(image_size: int, crop_size: int) -> list[A.BasicTransform]:
+    """Scale jitter, then a ``crop_size`` window that holds a lesion in 2 of 3 draws."""
+    return [
+        A.LongestMaxSize(max_size=image_size),
+        A.RandomScale(scale_limit=(-0.5, 0.1), area_for_downscale="image", p=1.0),
+        A.PadIfNeeded(min_height=crop_size, min_width=crop_size, border_mode=cv2.BORDER_CONSTANT, fill=0),
+        A.OneOf([
+            # erosion: the crop must overlap the chosen lesion's central part, not hold all of it
+            A.AtLeastOneBBoxRandomCrop(height=crop_size, width=crop_size, erosion_factor=0.5, p=2 / 3),
+            A.RandomCrop(height=crop_size, width=crop_size, p=1 / 3),  # anywhere: markers, look-alikes
+        ], p=1.0),
+    ]
+
+
+def _train(image_size: int, crop_size: int | None = None) -> list[A.BasicTransform]:
+    if crop_size is None:
+        sizing = [ZoomKeepingLesions(scale_range=(0.6, 1.0), p=0.2), A.LongestMaxSize(max_size=image_size)]
+    else:
+        sizing = _crops(image_size, crop_size)
     return [
         A.HorizontalFlip(p=0.5),
         A.Affine(scale=(0.85, 1.15), translate_percent=(-0.05, 0.05), rotate=(-10, 10),
                  keep_ratio=True, border_mode=cv2.BORDER_CONSTANT, fill=0, p=0.5),
-        ZoomKeepingLesions(scale_range=(0.6, 1.0), p=0.2),
-        A.LongestMaxSize(max_size=image_size),
+        *sizing,
         # pixel-level changes after the resize: they then cost the same for every image
         A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.5),
         A.RandomGamma(gamma_limit=(80, 120), p=0.3),
@@ -86,24 +110,25 @@ def _train(image_size: int) -> list[A.BasicTransform]:
     ]
 
 
-def _light(image_size: int) -> list[A.BasicTransform]:
+def _light(image_size: int, crop_size: int | None = None) -> list[A.BasicTransform]:
+    sizing = [A.LongestMaxSize(max_size=image_size)] if crop_size is None else _crops(image_size, crop_size)
     return [
         A.HorizontalFlip(p=0.5),
         A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.5),
-        A.LongestMaxSize(max_size=image_size),
+        *sizing,
     ]
 
 
-def _eval(image_size: int) -> list[A.BasicTransform]:
-    return [A.LongestMaxSize(max_size=image_size)]
+def _eval(image_size: int, crop_size: int | None = None) -> list[A.BasicTransform]:
+    return [A.LongestMaxSize(max_size=image_size)]  # always the whole film: ground truth stays whole
 
 
-def _none(image_size: int) -> list[A.BasicTransform]:
+def _none(image_size: int, crop_size: int | None = None) -> list[A.BasicTransform]:
     return [A.NoOp(p=1.0)]  # an empty Compose warns that its box processor has nothing to do
 
 
-# name -> (transforms for an image_size, may the policy drop boxes that are mostly cut off)
-PRESETS: dict[str, tuple[Callable[[int], list[A.BasicTransform]], bool]] = {
+# name -> (transforms for an image_size and crop_size, may the policy drop boxes that are mostly cut off)
+PRESETS: dict[str, tuple[Callable[[int, int | None], list[A.BasicTransform]], bool]] = {
     "train": (_train, True),
     "light": (_light, True),
     "eval": (_eval, False),
@@ -129,12 +154,15 @@ class _WorkerSeededCompose(A.Compose):
         return super().__call__(*args, force_apply=force_apply, **data)
 
 
-def build_transforms(preset: str, image_size: int, *, seed: int | None = None) -> A.Compose:
+def build_transforms(preset: str, image_size: int, *, crop_size: int | None = None,
+                     seed: int | None = None) -> A.Compose:
     """Build the named augmentation policy.
 
     Args:
         preset: one of ``PRESETS``: ``train``, ``light``, ``eval``, ``none``.
         image_size: longest side of the output image (every preset but ``none``).
+        crop_size: ``train`` and ``light`` return ``crop_size`` squares cut from the film at
+            ``image_size`` with scale jitter (None: the whole film).
         seed: seed of the policy's random draws (None: fresh entropy). In DataLoader workers
             the policy is reseeded from the worker's torch seed either way.
 
@@ -146,6 +174,8 @@ def build_transforms(preset: str, image_size: int, *, seed: int | None = None) -
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if crop_size is not None and not 32 <= crop_size <= image_size:
+        raise ValueError(f"crop_size must be between 32 and image_size ({image_size}), got {crop_size}")
     make, may_drop = PRESETS[preset]
     bbox_params = A.BboxParams(
         format="pascal_voc",
@@ -157,4 +187,4 @@ def build_transforms(preset: str, image_size: int, *, seed: int | None = None) -
         clip=True,  # boxes scaled to the cached image can overshoot its border by rounding
         filter_invalid_bboxes=True,
     )
-    return _WorkerSeededCompose(make(image_size), bbox_params=bbox_params, seed=seed)
+    return _WorkerSeededCompose(make(image_size, crop_size), bbox_params=bbox_params, seed=seed)

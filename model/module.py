@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,8 @@ class CalcinosisDetector(pl.LightningModule):
         class_names: lesion classes (label k is ``class_names[k - 1]``). ``calcidet fit`` sets them from
             the training COCO's categories; they are stored in the checkpoint.
         image_size: longest image side fed to the network (the data module resizes to it).
+        crop_size: side of the square training crops when the data module cuts them
+            (``data.crop_size``; None: whole films). Training steps then run the network at that size.
         optimizer: ``adamw`` or ``sgd``.
         lr, weight_decay, momentum: optimiser settings (momentum for SGD only).
         scheduler: ``cosine`` (linear warm-up, then cosine decay to ``lr * min_lr_ratio``), ``step``
@@ -63,6 +67,7 @@ class CalcinosisDetector(pl.LightningModule):
         trainable_backbone_layers: int | None = None,
         allow_download: bool = False,
         image_size: int = 384,
+        crop_size: int | None = None,
         optimizer: str = "adamw",
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
@@ -143,7 +148,8 @@ class CalcinosisDetector(pl.LightningModule):
 
     def training_step(self, batch: tuple[list[Tensor], list[dict]], batch_idx: int) -> Tensor:
         images, targets = batch
-        losses = self.model(images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets])
+        with self._network_size(self.hparams.crop_size):
+            losses = self.model(images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets])
         loss = sum(losses.values())
         if not torch.isfinite(loss):
             ids = [int(t["image_id"]) for t in targets]
@@ -159,6 +165,22 @@ class CalcinosisDetector(pl.LightningModule):
         if self._trainer is not None and self._trainer.optimizers:
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
         return loss
+
+    @contextmanager
+    def _network_size(self, size: int | None) -> Iterator[None]:
+        """Run torchvision's internal resize at ``size`` instead of ``image_size`` for a while.
+
+        Its target sizes are public attributes; a crop must pass through at its own size, not be
+        blown up to the film size the resize is set to for whole films.
+        """
+        transform = self.model.net.transform
+        saved = transform.min_size, transform.max_size
+        if size is not None:
+            transform.min_size, transform.max_size = (size,), size
+        try:
+            yield
+        finally:
+            transform.min_size, transform.max_size = saved
 
     def on_fit_start(self) -> None:
         self._fit_started = time.monotonic()

@@ -152,3 +152,26 @@ def test_last_checkpoint_with_a_step_cadence_still_ends_at_the_end(tiny_synth, t
     ckpt = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")
     assert ckpt["global_step"] == cli.trainer.global_step == 8
     assert ckpt["calcidet"]["operating_threshold"] == pytest.approx(cli.model.operating_threshold)
+
+
+def test_crop_training_runs_the_network_at_the_crop_size(tiny_synth, tmp_path) -> None:
+    from model.module import CalcinosisDetector
+
+    module = CalcinosisDetector(arch="fcos_tiny", image_size=128, crop_size=64)
+    seen: list[tuple[int, int]] = []
+    module.model.net.backbone.register_forward_pre_hook(lambda _, args: seen.append(tuple(args[0].shape[-2:])))
+    images = [torch.rand(1, 64, 64) for _ in range(2)]
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 30.0, 26.0]]), "labels": torch.tensor([1]), "image_id": i}
+               for i in range(2)]
+    assert torch.isfinite(module.training_step((images, targets), 0))
+    assert seen == [(64, 64)]  # a crop is not blown up to the film size
+    module.eval()
+    with torch.no_grad():
+        module([torch.rand(1, 96, 128)])
+    assert seen[-1] == (96, 128)  # whole films still run at image_size (the resize is restored)
+
+    # through the CLI: data.crop_size reaches the model and the checkpoint keeps the film size for detect
+    cli = cli_main(["fit", *_args(tiny_synth, tmp_path, "--trainer.max_steps", "2", "--data.crop_size", "64")])
+    assert cli.model.hparams.crop_size == 64
+    ckpt = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    assert ckpt["calcidet"]["image_size"] == 128 and ckpt["hyper_parameters"]["crop_size"] == 64

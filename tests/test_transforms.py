@@ -125,3 +125,36 @@ def test_dataloader_workers_draw_different_augmentations() -> None:
     boxes = [b.numpy() for b in loader]  # items alternate between worker 0 and worker 1
     worker0, worker1 = np.concatenate(boxes[0::2]), np.concatenate(boxes[1::2])
     assert worker0.shape != worker1.shape or not np.allclose(worker0, worker1)
+
+
+@pytest.mark.parametrize("preset", ["train", "light"])
+def test_crops_are_squares_whose_boxes_sit_on_their_lesions(preset: str) -> None:
+    # a 576 x 768 film with one small bright lesion: crops must be 256 squares, mostly holding it
+    lesion = np.array([[600, 420, 640, 450]], dtype=np.float32)
+    image = bright_boxes_image((576, 768), lesion)
+    t = build_transforms(preset, 768, crop_size=256, seed=0)
+    held, sizes = 0, []
+    for _ in range(60):
+        out = t(image=image, bboxes=lesion, labels=np.array([1]))
+        assert out["image"].shape == (256, 256)
+        boxes = np.asarray(out["bboxes"]).reshape(-1, 4)
+        assert len(boxes) <= 1
+        if len(boxes):
+            held += 1
+            sizes.append(boxes[0, 2] - boxes[0, 0])
+            x1, y1, x2, y2 = boxes[0].astype(int)
+            # the box covers bright pixels only; a crop's edge may cut it (min_visibility keeps >= 30 %)
+            assert out["image"][y1:y2, x1:x2].mean() > 150, boxes[0]
+    assert held >= 30, "crops should hold the lesion about 2 times in 3"
+    # scale jitter: the 40 px lesion is seen at 0.5-1.1 times its size on the film
+    assert min(sizes) < 30 and max(sizes) > 38, (min(sizes), max(sizes))
+
+
+def test_crops_keep_evaluation_whole_and_reject_bad_sizes() -> None:
+    lesion = np.array([[600, 420, 640, 450]], dtype=np.float32)
+    out = build_transforms("eval", 768, crop_size=256)(image=np.zeros((576, 768), np.uint8), bboxes=lesion,
+                                                       labels=[1])
+    assert out["image"].shape == (576, 768)
+    np.testing.assert_allclose(out["bboxes"], lesion)
+    with pytest.raises(ValueError, match="crop_size"):
+        build_transforms("train", 384, crop_size=512)

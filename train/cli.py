@@ -80,6 +80,7 @@ class CalcidetCLI(LightningCLI):
         parser.add_lightning_class_args(DataPosition, "data_position")  # exact mid-epoch resume
         # One image size for the data pipeline and the network's internal resize.
         parser.link_arguments("data.image_size", "model.image_size")
+        parser.link_arguments("data.crop_size", "model.crop_size")  # training crops pass through unresized
         # The head's classes are the training COCO's categories (any ids, any names), not a setting.
         parser.link_arguments(("data.train_json", "data.val_json", "data.test_json"), "model.class_names",
                               compute_fn=_class_names_of_data)
