@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from data.coco import CocoIndex, concat_indexes, load_coco, patient_split
-from data.dataset import FolderDataset, RadiographDataset, detection_collate
+from data.dataset import CACHE_MODES, CacheMode, FolderDataset, RadiographDataset, detection_collate
 from data.folders import find_radiographs, relative_name
 from data.transforms import build_transforms
 
@@ -115,6 +115,12 @@ class CalcinosisDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes per device (-1: one per CPU core, up to 8).
         pin_memory: page-locked host memory for faster host-to-GPU copies (None: when CUDA is present).
         seed: seed of the patient split.
+        cache: where decoded films are kept: ``memory`` (each process, the fastest), ``disk``
+            (memory-mapped files in ``cache_dir``, one copy per node: films that do not fit in RAM)
+            or ``none`` (decoded on every access). See ``data.dataset.RadiographDataset``.
+        cache_dir: the ``disk`` cache folder (None: ``.calcidet_cache`` beside the first of
+            train_json, val_json, test_json). Entries are keyed by file path, size, mtime and
+            ``image_size``, so one folder serves every split and size.
     """
 
     def __init__(
@@ -132,6 +138,8 @@ class CalcinosisDataModule(pl.LightningDataModule):
         num_workers: int = 2,
         pin_memory: bool | None = None,
         seed: int = 0,
+        cache: CacheMode = "memory",
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -146,6 +154,9 @@ class CalcinosisDataModule(pl.LightningDataModule):
         self.num_workers = min(os.cpu_count() or 1, 8) if num_workers < 0 else num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.seed = seed
+        if cache not in CACHE_MODES:  # checked here too: before any COCO file is read
+            raise ValueError(f"data.cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
+        self.cache, self.cache_dir = cache, cache_dir
         self.datasets: dict[str, RadiographDataset | FolderDataset] = {}
         self.indexes: dict[str, CocoIndex] = {}
 
@@ -157,7 +168,14 @@ class CalcinosisDataModule(pl.LightningDataModule):
     def _coco_dataset(self, index: CocoIndex, preset: str) -> RadiographDataset:
         transforms = build_transforms(preset, self.image_size, crop_size=self.crop_size)
         return RadiographDataset(index.images, self.image_size, transforms,
-                                 preload_threads=max(1, min(os.cpu_count() or 1, 8)))
+                                 preload_threads=max(1, min(os.cpu_count() or 1, 8)),
+                                 cache=self.cache, cache_dir=self._cache_folder() if self.cache == "disk" else None)
+
+    def _cache_folder(self) -> Path:
+        if self.cache_dir is not None:
+            return Path(self.cache_dir)
+        first = next(j for j in (self.train_json, self.val_json, self.test_json) if j is not None)
+        return Path(first if isinstance(first, str) else first[0]).parent / ".calcidet_cache"
 
     def setup(self, stage: str) -> None:
         if stage in ("fit", "validate") and "val" not in self.datasets:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
@@ -21,9 +21,12 @@ from torch.utils.data import Dataset
 
 from data.coco import CocoImage
 from data.contract import make_target
+from data.disk_cache import DiskImageCache
 from data.readers import RadiographReadError, read_radiograph
 
 Sample = tuple[Tensor, dict[str, Any]]
+CacheMode = Literal["memory", "disk", "none"]
+CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
 
 
 def resize_longest(image: np.ndarray, size: int) -> np.ndarray:
@@ -47,17 +50,29 @@ def detection_collate(batch: Sequence[Sample]) -> tuple[list[Tensor], list[dict[
 
 
 class RadiographDataset(Dataset):
-    """Annotated radiographs from a COCO index, decoded once and kept in memory at ``image_size``.
+    """Annotated radiographs from a COCO index, decoded once at ``image_size`` and cached.
 
-    Decoding a 2500 px 16-bit film costs ~100x more than augmenting its 384 px copy, so every image
-    is read once (threads: the decoders release the GIL) and cached as uint8; workers share the
-    cache copy-on-write.
+    Decoding a 2500 px 16-bit film costs ~100x more than augmenting its 384 px copy, so by default
+    every image is read once (threads: the decoders release the GIL) and kept as uint8. Where the
+    films are cached (``cache``):
+
+    - ``memory``: a list of arrays in this process; workers share it copy-on-write, but every DDP
+      rank holds its own copy (5,000 films at 1024 px: ~4 GB per rank).
+    - ``disk``: ``data.disk_cache.DiskImageCache`` in ``cache_dir``, built once up front and
+      memory-mapped on read, so the page cache holds one copy for all ranks and workers on a node
+      and the OS can drop it under memory pressure.
+    - ``none``: decoded on every access, in the DataLoader worker.
 
     Args:
         images: the index's images (``CocoIndex.images``).
         image_size: longest side fed to the model.
         transforms: an albumentations pipeline from ``data.transforms.build_transforms`` or None.
-        preload_threads: threads used to decode the cache up front (0: decode lazily).
+        preload_threads: threads used to fill the cache up front (0: fill it lazily, on first access).
+        cache: ``memory``, ``disk`` or ``none`` (above).
+        cache_dir: the disk cache folder; required with ``cache="disk"``, may be shared by datasets.
+
+    Raises:
+        ValueError: for an unknown ``cache``, or ``disk`` without ``cache_dir``.
     """
 
     def __init__(
@@ -66,14 +81,25 @@ class RadiographDataset(Dataset):
         image_size: int,
         transforms: Callable[..., dict[str, Any]] | None = None,
         preload_threads: int = 2,
+        cache: CacheMode = "memory",
+        cache_dir: str | Path | None = None,
     ) -> None:
+        if cache not in CACHE_MODES:
+            raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
+        if cache == "disk" and cache_dir is None:
+            raise ValueError("cache='disk' needs cache_dir, the folder that holds the decoded films")
         self.images = list(images)
         self.image_size = image_size
         self.transforms = transforms
-        self._cache: list[np.ndarray | None] = [None] * len(self.images)
+        self.cache = cache
+        self._cache: list[np.ndarray | None] = [None] * len(self.images) if cache == "memory" else []
+        self._disk = DiskImageCache(cache_dir, image_size) if cache == "disk" else None
         if preload_threads > 0 and self.images:
-            with ThreadPoolExecutor(preload_threads) as pool:
-                self._cache = list(pool.map(self._decode, range(len(self.images))))
+            if self._disk is not None:
+                self._disk.build([r.path for r in self.images], self._decode, preload_threads)
+            elif cache == "memory":
+                with ThreadPoolExecutor(preload_threads) as pool:
+                    self._cache = list(pool.map(self._decode, range(len(self.images))))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -92,11 +118,20 @@ class RadiographDataset(Dataset):
             )
         return to_uint8(resize_longest(image, self.image_size))
 
-    def __getitem__(self, index: int) -> Sample:
-        record = self.images[index]
+    def _image(self, index: int) -> np.ndarray:
+        """The uint8 film at ``image_size``, from wherever ``cache`` keeps it."""
+        if self._disk is not None:
+            return self._disk.get(self.images[index].path, lambda: self._decode(index))
+        if self.cache == "none":
+            return self._decode(index)
         image = self._cache[index]
         if image is None:
             image = self._cache[index] = self._decode(index)
+        return image
+
+    def __getitem__(self, index: int) -> Sample:
+        record = self.images[index]
+        image = self._image(index)
         scale = image.shape[0] / record.height, image.shape[1] / record.width
         boxes = record.boxes * np.array([scale[1], scale[0], scale[1], scale[0]], dtype=np.float32)
         labels = record.labels
