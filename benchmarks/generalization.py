@@ -2,10 +2,12 @@
 
     python benchmarks/generalization.py --checkpoint demo_out/runs/checkpoints/last.ckpt \
         [--set synthetic=demo_out/synth/test] [--set real=runs/real_film_testset] [--out runs/generalization]
+        [--detections synthetic=demo_out/detect]
 
 Each ``--set NAME=FOLDER`` is a folder holding ``annotations.json`` and ``images/`` (what ``calcidet
 synth`` and ``benchmarks/real_film_testset.py`` write). For each set this runs ``calcidet detect`` over
-``images/`` with a low threshold, then ``calcidet evaluate`` broken down by lesion size, and prints
+``images/`` (every box down to the score floor), or reuses a detect folder of the same checkpoint given
+as ``--detections NAME=DIR``, then ``calcidet evaluate`` broken down by lesion size, and prints
 one row: AP50, CPM, image AUROC, and lesion sensitivity at 1 false positive per image overall and per
 size bucket (small < 8 % of the film's short side). Sets whose folder is missing are skipped with a
 note (the real-film set needs ``../shared``). The reports stay under ``--out/NAME/``.
@@ -22,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from model.inference import sha256_file  # noqa: E402
 from train.detect_cmd import main as detect_main  # noqa: E402
 from train.evaluate_cmd import main as evaluate_main  # noqa: E402
 
@@ -29,18 +32,29 @@ DEFAULT_SETS = ("synthetic=demo_out/synth/test", "real=runs/real_film_testset")
 COLUMNS = ("set", "images", "lesions", "AP50", "CPM", "AUROC", "sens@1FP", "small", "medium", "large", "detect s")
 
 
-def _score(name: str, folder: Path, checkpoint: str, out: Path, threshold: float,
-           extra: list[str]) -> dict[str, object] | None:
+def _reused(det: Path, checkpoint: str) -> float:
+    """Seconds the detect run in ``det`` took; it must come from ``checkpoint``."""
+    run = json.loads((det / "run.json").read_text())
+    if run["checkpoint"]["sha256"] != sha256_file(checkpoint):
+        raise SystemExit(f"{det} was made with {run['checkpoint']['path']}, not {checkpoint}")
+    return float(run.get("timing", {}).get("total_s") or float("nan"))
+
+
+def _score(name: str, folder: Path, checkpoint: str, out: Path, score_floor: float,
+           extra: list[str], reuse: Path | None = None) -> dict[str, object] | None:
     gt = folder / "annotations.json"
     if not gt.is_file():
         print(f"{name}: skipped, no {gt}")
         return None
-    det, report = out / name / "detect", out / name / "report"
+    det, report = reuse or out / name / "detect", out / name / "report"
     start = time.perf_counter()
-    if detect_main([str(folder / "images"), "--checkpoint", checkpoint, "--output", str(det),
-                    "--threshold", str(threshold), "--overwrite", *extra]) != 0:
+    if reuse is not None:
+        seconds = _reused(det, checkpoint)
+    elif detect_main([str(folder / "images"), "--checkpoint", checkpoint, "--output", str(det),
+                      "--score-floor", str(score_floor), "--overwrite", *extra]) != 0:
         raise SystemExit(f"{name}: detect failed")
-    seconds = time.perf_counter() - start
+    else:
+        seconds = time.perf_counter() - start
     if evaluate_main(["--gt", str(gt), "--pred", str(det / "detections.csv"), "--out", str(report),
                       "--bootstrap", "0", "--by", "size", "joint"]) != 0:
         raise SystemExit(f"{name}: evaluate failed")
@@ -68,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", dest="sets", metavar="NAME=FOLDER",
                     help=f"test set (repeatable; default: {' '.join(DEFAULT_SETS)})")
     ap.add_argument("--out", default=str(ROOT / "runs" / "generalization"))
-    ap.add_argument("--threshold", type=float, default=0.05, help="detect's score floor (default 0.05)")
+    ap.add_argument("--detections", action="append", default=[], metavar="NAME=DIR",
+                    help="reuse this detect output of the same checkpoint for set NAME (repeatable)")
+    ap.add_argument("--score-floor", type=float, default=0.05, help="detect's score floor (default 0.05)")
     ap.add_argument("--image-size", type=int, help="detect at this longest side (default: the training size)")
     ap.add_argument("--tta", action="store_true", help="detect with flipped inference too")
     ap.add_argument("--extra-sizes", type=int, nargs="+", default=[], help="detect at these sizes too (merged)")
@@ -78,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         name, _, folder = spec.partition("=")
         extra = (["--image-size", str(args.image_size)] if args.image_size else []) + (["--tta"] if args.tta else [])
         extra += ["--extra-sizes", *map(str, args.extra_sizes)] if args.extra_sizes else []
-        row = _score(name, Path(folder), args.checkpoint, Path(args.out), args.threshold, extra)
+        reuse = dict(d.split("=", 1) for d in args.detections).get(name)
+        row = _score(name, Path(folder), args.checkpoint, Path(args.out), args.score_floor, extra,
+                     Path(reuse) if reuse else None)
         if row:
             rows.append(row)
     print(f"\ncheckpoint: {args.checkpoint}")

@@ -75,18 +75,26 @@ class ZoomKeepingLesions(BaseCrop):
         return {"crop_coords": (x1, y1, x1 + crop_w, y1 + crop_h)}
 
 
+# Share of crop-mode samples that show the whole film shrunk into the crop instead: large masses
+# and their joint then appear whole, with the context a window can cut off.
+WHOLE_FILM_SHARE = 0.25
+
+
 def _crops(image_size: int, crop_size: int) -> list[A.BasicTransform]:
-    """Scale jitter, then a ``crop_size`` window that holds a lesion in 2 of 3 draws."""
-    return [
+    """Scale jitter, then a ``crop_size`` window that holds a lesion in 2 of 3 draws; or the whole film."""
+    pad = A.PadIfNeeded(min_height=crop_size, min_width=crop_size, border_mode=cv2.BORDER_CONSTANT, fill=0)
+    window = A.Sequential([
         A.LongestMaxSize(max_size=image_size),
         A.RandomScale(scale_limit=(-0.5, 0.1), area_for_downscale="image", p=1.0),
-        A.PadIfNeeded(min_height=crop_size, min_width=crop_size, border_mode=cv2.BORDER_CONSTANT, fill=0),
+        pad,
         A.OneOf([
             # erosion: the crop must overlap the chosen lesion's central part, not hold all of it
             A.AtLeastOneBBoxRandomCrop(height=crop_size, width=crop_size, erosion_factor=0.5, p=2 / 3),
             A.RandomCrop(height=crop_size, width=crop_size, p=1 / 3),  # anywhere: markers, look-alikes
         ], p=1.0),
-    ]
+    ], p=1 - WHOLE_FILM_SHARE)
+    whole = A.Sequential([A.LongestMaxSize(max_size=crop_size), pad], p=WHOLE_FILM_SHARE)
+    return [A.OneOf([window, whole], p=1.0)]
 
 
 def _train(image_size: int, crop_size: int | None = None) -> list[A.BasicTransform]:

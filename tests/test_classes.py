@@ -41,6 +41,7 @@ def _relabel(src: Path, dst: Path, categories: list[dict], vascular_id: int | No
 
 def _args(files: dict[str, Path], tmp_path: Path, *extra: str) -> list[str]:
     return ["--config", str(REPO / "configs" / "demo.yaml"),
+            "--config", str(REPO / "tests" / "demo_small.yaml"),
             "--data.train_json", str(files["train"]), "--data.val_json", str(files["val"]),
             "--data.test_json", str(files["test"]), "--data.image_size", "128", "--data.batch_size", "4",
             "--data.num_workers", "0", "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false",

@@ -28,6 +28,7 @@ def train_tiny_checkpoint(tiny_synth: dict[str, Path], root: Path) -> Path:
     last = root / "ckpt" / "last.ckpt"
     if not last.is_file():
         cli_main(["fit", "--config", str(REPO / "configs" / "demo.yaml"),
+                  "--config", str(REPO / "tests" / "demo_small.yaml"),
                   "--data.train_json", str(tiny_synth["train"]), "--data.val_json", str(tiny_synth["val"]),
                   "--data.image_size", "128", "--data.batch_size", "4", "--data.num_workers", "0",
                   "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(root),

@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _fit_cmd(tiny_synth, root: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "train.cli", "fit", "--config", str(REPO / "configs" / "demo.yaml"),
+        "--config", str(REPO / "tests" / "demo_small.yaml"),
         "--data.train_json", str(tiny_synth["train"]), "--data.val_json", str(tiny_synth["val"]),
         "--data.image_size", "192", "--data.batch_size", "4", "--data.num_workers", "0",
         "--data.augment", "none", "--trainer.max_epochs", "4", "--trainer.logger", "false",

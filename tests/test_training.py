@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _args(tiny_synth, tmp_path: Path, *extra: str) -> list[str]:
     return [
         "--config", str(REPO / "configs" / "demo.yaml"),
+        "--config", str(REPO / "tests" / "demo_small.yaml"),
         "--data.train_json", str(tiny_synth["train"]),
         "--data.val_json", str(tiny_synth["val"]),
         "--data.test_json", str(tiny_synth["test"]),
