@@ -1,11 +1,14 @@
-"""Python API for inference: load a calcidet checkpoint once, call it on arrays or files.
+"""Python API for inference: load a calcidet checkpoint once, call it on files or arrays.
 
     >>> from model.inference import CalcinosisPredictor
     >>> predictor = CalcinosisPredictor.from_checkpoint("runs/demo/checkpoints/last.ckpt")
-    >>> found = predictor.predict_paths(["knee.dcm"])[0]     # or predictor([array_0_to_1, ...])
-    >>> found.boxes, found.scores, found.labels               # original-image pixels, xyxy
+    >>> found = predictor.predict_paths(["knee.dcm", "hip.png"], batch_size=4)   # one result per path
+    >>> found[0].boxes, found[0].scores, found[0].labels, found[0].error   # original pixels, xyxy
 
-``calcidet detect`` is built on the same pieces (``prepare_image``, ``CalcinosisPredictor.detect_batch``).
+This is the one detection path: ``calcidet detect``, ``CalcinosisDetector.predict_step`` and the
+ONNX Runtime backend (``model.onnx_export``) all go through ``CalcinosisPredictor.detect_batch``:
+pre-processing (``FolderDataset``/``prepare_image``), flip TTA, extra sizes, the threshold, and the
+mapping of boxes back to original-image pixels.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 from torchvision.ops import batched_nms
 
 from data.contract import scale_boxes
-from data.dataset import resize_longest
-from data.readers import read_radiograph
+from data.dataset import FolderDataset, detection_collate, resize_longest
 from model.builder import RadiographDetector, build_detector
 from model.checkpoint import load_checkpoint, model_state_dict
+from model.intended_use import training_data
 
 DEFAULT_THRESHOLD = 0.3  # used when a checkpoint carries no validated operating threshold
 # Lowest score ``calcidet detect`` keeps: the training score floor, where evaluation curves start. Boxes
@@ -45,14 +49,23 @@ def _merge_into(outputs: list[dict[str, Tensor]], more: list[dict[str, Tensor]],
 
 @dataclass
 class Detections:
-    """Findings on one image, in original-image pixels (``data.contract``)."""
+    """Findings on one image, in original-image pixels (``data.contract``).
+
+    ``error`` is None, or why the image has no result (an unreadable file, the network failing on
+    it); the arrays are then empty. A batch never raises for one bad image.
+    """
 
     boxes: np.ndarray  # float32 [N, 4] xyxy
     scores: np.ndarray  # float32 [N]
     labels: np.ndarray  # int64 [N], 1..K
+    error: str | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    @classmethod
+    def failed(cls, reason: str) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), reason)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -126,7 +139,8 @@ class CalcinosisPredictor:
                                max_size=image_size, score_thresh=floor)
         model.load_state_dict(model_state_dict(ckpt))
         info = {"path": str(path), "sha256": sha256_file(path), "arch": arch, "image_size": image_size,
-                "operating_threshold": stored, "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step")}
+                "operating_threshold": stored, "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step"),
+                "training_data": training_data(ckpt)}
         return cls(model, image_size, float(chosen), class_names, device, info, score_floor=floor)
 
     @torch.inference_mode()
@@ -135,8 +149,21 @@ class CalcinosisPredictor:
         """Run the network on prepared images (``prepare_image``) and map boxes to original pixels.
 
         ``min_score``: lowest score kept (default: the operating threshold; ``self.score_floor`` keeps
-        everything the network reports, as ``calcidet detect`` does).
+        everything the network reports, as ``calcidet detect`` does). When the batch fails, each image
+        is retried alone, so only the one that breaks it comes back with ``error`` set.
         """
+        if not images:
+            return []
+        try:
+            return self._detect(images, original_sizes, tta, min_score)
+        except Exception as exc:  # noqa: BLE001 - reported in the result, never raised for the batch
+            if len(images) == 1:
+                return [Detections.failed(f"model failed: {type(exc).__name__}: {exc}")]
+        # Isolate the image that breaks the batch: the others still get their results.
+        return [self.detect_batch([img], [size], tta, min_score)[0] for img, size in zip(images, original_sizes)]
+
+    def _detect(self, images: Sequence[Tensor], original_sizes: Sequence[tuple[int, int]], tta: bool,
+                min_score: float | None) -> list[Detections]:
         min_score = self.threshold if min_score is None else min_score
         batch = [img.to(self.device, non_blocking=True) for img in images]
         outputs = self._run(batch, tta)
@@ -159,6 +186,17 @@ class CalcinosisPredictor:
                                       out["labels"][keep].cpu().numpy().astype(np.int64)))
         return results
 
+    def detect_samples(self, images: Sequence[Tensor], metas: Sequence[dict[str, Any]], tta: bool = False,
+                       min_score: float | None = None) -> list[Detections]:
+        """``detect_batch`` on a ``data.dataset.FolderDataset`` batch; unreadable files keep their reason."""
+        ok = [i for i, m in enumerate(metas) if m["error"] is None]
+        found = self.detect_batch([images[i] for i in ok], [metas[i]["original_size"] for i in ok], tta,
+                                  min_score) if ok else []
+        results = [Detections.failed(str(m["error"])) for m in metas]
+        for i, det in zip(ok, found):
+            results[i] = det
+        return results
+
     def _run(self, batch: list[Tensor], tta: bool) -> list[dict[str, Tensor]]:
         """The network on a batch; boxes in the batch images' pixels."""
         outputs = self.model(batch)
@@ -176,6 +214,25 @@ class CalcinosisPredictor:
         prepared = [prepare_image(im, self.image_size) for im in images]
         return self.detect_batch(prepared, [im.shape[:2] for im in images], tta=tta)
 
-    def predict_paths(self, paths: Sequence[str | Path], tta: bool = False) -> list[Detections]:
-        """Read radiograph files (``data.readers.read_radiograph``) and detect on them."""
-        return self([read_radiograph(p).image for p in paths], tta=tta)
+    def predict_paths(self, paths: Sequence[str | Path], batch_size: int = 4, tta: bool = False,
+                      min_score: float | None = None, num_workers: int = 0) -> list[Detections]:
+        """Read radiograph files and detect on them, ``batch_size`` at a time.
+
+        Args:
+            paths: PNG, JPEG, TIFF or DICOM files (read as ``calcidet detect`` reads them).
+            batch_size: images per network call.
+            tta: add horizontally flipped inference.
+            min_score: lowest score kept (default: the operating threshold).
+            num_workers: decoding processes (0: decode in this process).
+
+        Returns:
+            One ``Detections`` per path, in order; a file that cannot be read, or that the network
+            fails on, has ``error`` set and no boxes (nothing is raised for the batch).
+        """
+        files = [Path(p) for p in paths]
+        loader = DataLoader(FolderDataset(files, [str(p) for p in files], self.image_size), batch_size=batch_size,
+                            num_workers=num_workers, collate_fn=detection_collate)
+        results: list[Detections] = []
+        for images, metas in loader:
+            results += self.detect_samples(images, metas, tta=tta, min_score=min_score)
+        return results

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
@@ -26,8 +25,8 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from data.contract import scale_boxes
 from model.builder import build_detector
+from model.inference import DEFAULT_THRESHOLD, CalcinosisPredictor, Detections
 from model.metrics import ImageResult, detection_metrics, froc_curve, threshold_at_fp_rate
 
 
@@ -241,18 +240,18 @@ class CalcinosisDetector(pl.LightningModule):
         self._log_metrics("test")
 
     # --- prediction ----------------------------------------------------------------------------
-    def predict_step(self, batch: tuple[list[Tensor], list[dict]], batch_idx: int) -> list[dict[str, Any]]:
+    def predict_step(self, batch: tuple[list[Tensor], list[dict]], batch_idx: int) -> list[Detections]:
+        """One ``Detections`` per image of a ``FolderDataset`` batch (``data.predict_dir``).
+
+        Goes through ``CalcinosisPredictor``, the one detection path: the operating threshold, boxes
+        in original pixels, unreadable files as results with ``error``. ``calcidet detect`` is the
+        command that writes files; this serves ``Trainer.predict`` from Python.
+        """
         images, metas = batch
-        ok = [i for i, m in enumerate(metas) if m["error"] is None]
-        dets = self.inference_model([images[i] for i in ok]) if ok else []
-        out = [dict(meta, boxes=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32),
-                    labels=np.zeros(0, np.int64)) for meta in metas]
-        for i, det in zip(ok, dets):
-            size = tuple(images[i].shape[-2:])
-            boxes = scale_boxes(det["boxes"].float(), size, tuple(metas[i]["original_size"]))
-            out[i].update(boxes=boxes.cpu().numpy(), scores=det["scores"].float().cpu().numpy(),
-                          labels=det["labels"].cpu().numpy())
-        return out
+        threshold = self.operating_threshold if self.operating_threshold is not None else DEFAULT_THRESHOLD
+        predictor = CalcinosisPredictor(self.inference_model, self.hparams.image_size, threshold,
+                                        self.class_names, self.device)
+        return predictor.detect_samples(images, metas)
 
     # --- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

@@ -5,7 +5,9 @@
     calcidet validate --config configs/demo.yaml --ckpt_path CKPT
     calcidet test     --config configs/demo.yaml --ckpt_path CKPT
     calcidet detect   INPUT... --checkpoint CKPT --output DIR
+    calcidet export   CKPT --format onnx --output model.onnx   # the network for ONNX Runtime
     calcidet evaluate --gt annotations.json --pred DIR/detections.csv --out REPORT_DIR
+    calcidet report   DIR [--gt annotations.json] [--out report.html]  # HTML page to review a detect run
     calcidet export-images INPUT... --output DIR [--bits 8|16]  # PNGs + COCO skeleton for labelling
     calcidet convert  --from yolo|voc|cvat SRC --images DIR --output annotations.json
     calcidet split    annotations.json --out DIR [--fractions 0.7 0.15 0.15]  # by patient: train/val/test.json
@@ -30,7 +32,7 @@ from data.datamodule import CalcinosisDataModule  # noqa: E402
 from model.module import CalcinosisDetector  # noqa: E402
 from train.callbacks import CheckpointOnSigterm, DataPosition, LastCheckpoint  # noqa: E402
 
-TOOLS = ("synth", "detect", "evaluate", "export-images", "convert", "split")
+TOOLS = ("synth", "detect", "evaluate", "export-images", "convert", "split", "export", "report")
 
 
 def _default_loggers() -> list[dict]:
@@ -97,7 +99,7 @@ class CalcidetCLI(LightningCLI):
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> CalcidetCLI:
-    """Run LightningCLI (``fit``/``validate``/``test``/``predict``) on ``args`` (default: sys.argv)."""
+    """Run LightningCLI (``fit``/``validate``/``test``) on ``args`` (default: sys.argv)."""
     return CalcidetCLI(
         CalcinosisDetector,
         CalcinosisDataModule,
@@ -116,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
 
         module = argv[0].replace("-", "_")  # export-images -> train.export_images_cmd
         return int(importlib.import_module(f"train.{module}_cmd").main(argv[1:]) or 0)
+    if argv[:1] == ["predict"]:  # LightningCLI's predict wrote nothing: one command detects
+        print("calcidet predict is not a command: use `calcidet detect INPUT... --checkpoint CKPT --output DIR` "
+              "(same predictor, writes the result files), or model.inference.CalcinosisPredictor from Python",
+              file=sys.stderr)
+        return 2
     if argv[:1] == ["--version"]:
         from importlib.metadata import version
 

@@ -1,0 +1,169 @@
+"""The detector's network as ONNX, and ONNX Runtime in its place inside the same detector.
+
+    calcidet export runs/demo/checkpoints/last.ckpt --format onnx --output model.onnx
+    calcidet detect films/ --checkpoint CKPT --output results/ --backend onnxruntime --onnx model.onnx
+
+torchvision's post-processing (per-level top-k, batched NMS) has data-dependent shapes that
+``torch.onnx.export`` cannot capture (dynamo export of the whole model stops in ``batched_nms``). So
+the graph holds what costs time: backbone, FPN and head, from the normalised, padded batch
+(``images``: float32 B x 3 x H x W, H and W multiples of 32) to the raw head outputs torchvision's
+dense heads return (``cls_logits`` B x N x K logits, ``bbox_regression`` B x N x 4, FCOS's
+``bbox_ctrness`` B x N x 1; N = locations x anchors over all levels) and one channel of each pyramid
+level (``level0``, ...: their heights and widths place the anchors). Resizing, anchors, decoding and
+NMS stay in Python, in torchvision's own code: ``onnx_runtime_detector`` swaps the backbone and head
+of a ``RadiographDetector`` for the ONNX graph and leaves the rest as it was, so eager and ONNX
+results differ only by the network's float arithmetic. RetinaNet/FCOS archs only (Faster R-CNN's
+second stage would have to be split too).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection import FCOS, RetinaNet
+
+from model.builder import RadiographDetector
+
+OPSET = 18
+
+
+class HeadOutputs(nn.Module):
+    """Backbone + FPN + head of a torchvision dense detector: the part that is exported."""
+
+    def __init__(self, net: FCOS | RetinaNet) -> None:
+        super().__init__()
+        self.backbone = net.backbone
+        self.head = net.head
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        features = self.backbone(images)
+        features = list(features.values()) if isinstance(features, dict) else [features]
+        out = self.head(features)
+        return (*[out[k] for k in sorted(out)], *[f[:, :1] for f in features])
+
+
+def _dense_net(model: RadiographDetector) -> FCOS | RetinaNet:
+    if not isinstance(model.net, (FCOS, RetinaNet)):
+        raise ValueError(f"ONNX export supports the FCOS/RetinaNet archs, not {model.arch}")
+    return model.net
+
+
+def export_onnx(model: RadiographDetector, path: str | Path, image_size: int,
+                metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s backbone, FPN and head as ONNX, batch size and image size dynamic.
+
+    Args:
+        model: the detector (load it with ``CalcinosisPredictor.from_checkpoint``: EMA weights when
+            the run kept them).
+        path: the ``.onnx`` file to write.
+        image_size: longest side the network sees; the example input is that size.
+        metadata: stored as JSON under the ONNX metadata key ``calcidet`` (arch, classes, threshold).
+
+    Returns:
+        ``path``.
+    """
+    import onnx  # the optional "export" extra
+
+    net = _dense_net(model).eval()
+    side = -(-image_size // 32) * 32  # torchvision pads the batch to multiples of 32
+    example = torch.rand(1, 3, side, side)
+    head = HeadOutputs(net).eval()
+    with torch.no_grad():
+        outputs = head(example)
+        keys = sorted(net.head(list(net.backbone(example).values())))
+    names = keys + [f"level{i}" for i in range(len(outputs) - len(keys))]
+    # The TorchScript exporter, not dynamo: dynamo's symbolic shapes explode on EfficientNet's
+    # TF-"SAME" padding (export ran > 10 min). Tracing bakes that padding for the example's sides,
+    # which is exact for any side that is a multiple of 32, as torchvision's batches always are.
+    axes = {"images": {0: "batch", 2: "height", 3: "width"}}
+    axes.update({n: {0: "batch", 1: "locations"} for n in keys})
+    axes.update({n: {0: "batch", 2: f"{n}_height", 3: f"{n}_width"} for n in names[len(keys):]})
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes on shapes turned into constants: see above
+        torch.onnx.export(head, (example,), buffer, input_names=["images"], output_names=names,
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    proto = onnx.load_from_string(buffer.getvalue())
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "calcidet", json.dumps({"image_size": image_size, "head_outputs": keys, **(metadata or {})})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(path))
+    return path
+
+
+def onnx_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``calcidet`` metadata ``export_onnx`` stored ({} for another ONNX file)."""
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return json.loads(props.get("calcidet", "{}"))
+
+
+class OnnxBackbone(nn.Module):
+    """Runs the exported graph; returns the level channels as "features", keeps the head outputs."""
+
+    def __init__(self, onnx_path: str | Path, threads: int | None = None) -> None:
+        super().__init__()
+        self.onnx_bytes = Path(onnx_path).read_bytes()  # read now: the file may be a temporary one
+        self.threads = threads
+        self.session: Any = None  # opened on first use, with the threads torch has then
+        self.head_outputs: dict[str, Tensor] = {}
+
+    def forward(self, images: Tensor) -> OrderedDict[str, Tensor]:
+        if self.session is None:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads or torch.get_num_threads()
+            options.inter_op_num_threads = 1
+            self.session = ort.InferenceSession(self.onnx_bytes, options, providers=["CPUExecutionProvider"])
+        names = [o.name for o in self.session.get_outputs()]
+        values = self.session.run(None, {"images": images.detach().float().contiguous().cpu().numpy()})
+        out = {n: torch.from_numpy(v).to(images.device) for n, v in zip(names, values)}
+        self.head_outputs = {n: v for n, v in out.items() if not n.startswith("level")}
+        return OrderedDict((n, v) for n, v in out.items() if n.startswith("level"))
+
+    def __deepcopy__(self, memo: dict) -> OnnxBackbone:
+        twin = copy.copy(self)  # a session cannot be copied: the twin opens its own
+        twin.session, twin.head_outputs = None, {}
+        return twin
+
+
+class StashedHead(nn.Module):
+    """Stands in for the head: returns what the ONNX graph computed for the same batch."""
+
+    def __init__(self, backbone: OnnxBackbone) -> None:
+        super().__init__()
+        self.source = [backbone]  # a list: not registered twice as a submodule
+
+    def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
+        return self.source[0].head_outputs
+
+
+def onnx_runtime_detector(model: RadiographDetector, onnx_path: str | Path,
+                          threads: int | None = None) -> RadiographDetector:
+    """A copy of ``model`` whose backbone, FPN and head run in ONNX Runtime (CPU).
+
+    Everything else (grey to RGB, torchvision's resize and normalisation, anchors, decoding, NMS,
+    mapping back to the input's pixels) is ``model``'s own code, so the result plugs into
+    ``CalcinosisPredictor`` like the eager model. ``threads``: ONNX Runtime's (default: torch's).
+    """
+    net = _dense_net(model)
+    backbone, head = net.backbone, net.head
+    net.backbone, net.head = nn.Identity(), nn.Identity()  # not copied: their weights live in the graph
+    try:
+        ort_model = copy.deepcopy(model)
+    finally:
+        net.backbone, net.head = backbone, head
+    ort_model.net.backbone = OnnxBackbone(onnx_path, threads)
+    ort_model.net.head = StashedHead(ort_model.net.backbone)
+    return ort_model.eval()
