@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -21,6 +22,7 @@ from data.dataset import RadiographDataset
 from data.disk_cache import HEADER_SIZE, STALE_TEMP_S, CacheEntryWarning, DiskImageCache, temp_path
 
 IMAGE_SIZE = 32
+REPO = Path(__file__).resolve().parents[1]
 # (height, width, dtype): landscape, portrait, already small, 16-bit
 FILMS = [(48, 64, np.uint8), (80, 40, np.uint8), (20, 30, np.uint8), (60, 60, np.uint16)]
 
@@ -194,25 +196,26 @@ def test_readers_never_see_a_half_written_entry(films, tmp_path) -> None:
     assert not list((tmp_path / "cache").glob(".*.tmp"))
 
 
-def _build_in_process(json_path: str, cache_dir: str, start: mp.synchronize.Barrier) -> None:
-    cv2.setNumThreads(1)  # OpenCV's thread pool is not the parent's after fork: stay off it
-    images = load_coco(json_path).images
-    start.wait()
-    disk_dataset(images, Path(cache_dir))
+# Two fresh interpreters, as two ranks would be: a fork of the test process could inherit locks held by
+# the thread pools earlier tests started, and hang.
+_BUILD = """
+import sys
+from pathlib import Path
+from data.coco import load_coco
+from data.dataset import RadiographDataset
+RadiographDataset(load_coco(sys.argv[1]).images, int(sys.argv[3]), cache="disk", cache_dir=Path(sys.argv[2]))
+"""
 
 
 def test_two_processes_building_one_cache_end_with_a_valid_cache(tmp_path) -> None:
     films = [(40 + i % 7, 30 + i % 5, np.uint8) for i in range(60)]
     json_path = write_films(tmp_path / "coco", films)
-    ctx = mp.get_context("fork")  # spawn would spend its time importing Lightning, not building
-    start = ctx.Barrier(2)
-    procs = [ctx.Process(target=_build_in_process, args=(str(json_path), str(tmp_path / "cache"), start))
-             for _ in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-    assert [p.exitcode for p in procs] == [0, 0]
+    cmd = [sys.executable, "-c", _BUILD, str(json_path), str(tmp_path / "cache"), str(IMAGE_SIZE)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
     images = load_coco(json_path).images
     assert len(list((tmp_path / "cache").glob("*.u8"))) == len(images)
     assert not list((tmp_path / "cache").glob(".*.tmp"))

@@ -125,9 +125,9 @@ def test_detect_skips_out_of_scope_films_unless_all_films(tiny_synth, tmp_path_f
             assert next(csv.reader(f)) == IMAGE_COLUMNS
         rows[all_films] = {r["image"]: r for r in _read_csv(out / "images.csv")}
         dets[all_films] = [d["image"] for d in _read_csv(out / "detections.csv")]
-        coco = json.loads((out / "detections.json").read_text())
-        chest_id = coco["images"]["chest.dcm"]
-        assert (chest_id in {d["image_id"] for d in coco["detections"]}) == all_films
+        coco = json.loads((out / "detections_coco.json").read_text())
+        chest_id = {im["file_name"]: im["id"] for im in coco["images"]}.get("chest.dcm")
+        assert (chest_id in {a["image_id"] for a in coco["annotations"]}) == all_films
         assert json.loads((out / "run.json").read_text())["counts"]["out_of_scope"] == 1
     for all_films in (False, True):  # marked the same either way
         chest, ankle = rows[all_films]["chest.dcm"], rows[all_films]["ankle.dcm"]
