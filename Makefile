@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 # train on the CPU (configs/demo.yaml), run detection over the held-out synthetic split with overlays,
 # then score the checkpoint on that split and, where ../shared is beside the project, on the held-out
 # real-film test set (films never used in training).
-# Procedural films are synthesised at 800-1600 px (the default goes to 2500): the demo model sees 384 px.
+# Procedural films are synthesised at 800-1600 px (the default goes to 2500): the demo model sees 768 px.
 SYNTH := $(BIN)/calcidet synth
 REAL_FILMS := data/films/manifest.csv
 demo: $(STAMP)
