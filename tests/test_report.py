@@ -142,6 +142,17 @@ def test_report_is_well_formed_escaped_and_links_existing_files(detect_run) -> N
 
 
 @pytest.mark.slow
+def test_detect_report_flag_writes_the_page_into_the_run(detect_run) -> None:
+    films, ckpt = detect_run.parent / "films", detect_run.parent / "untrained.ckpt"
+    out = detect_run.parent / "run_with_report"
+    assert detect_main([str(films), "--checkpoint", str(ckpt), "--output", str(out), "--overlays", "--report",
+                        "--num-workers", "0", "--batch-size", "2", "--threshold", "0.074"]) == 0
+    checker = check_page(out / "report.html")
+    assert "0.0740" in (out / "report.html").read_text(encoding="utf-8")
+    assert len({link for link in checker.links if link.endswith(".png")}) == 4
+
+
+@pytest.mark.slow
 def test_report_with_ground_truth_shows_misses_and_false_positives(detect_run) -> None:
     gt, boxes = _ground_truth(detect_run)
     summary = review_against_gt(str(gt), detect_run, 0.074, 0.3)

@@ -63,9 +63,10 @@ scope: a film whose DICOM tags name only an out-of-scope part (BodyPartExamined=
 spine, abdomen, breast or dental study) gets no boxes; images.csv says why in scope_reason. Films that
 name nothing (PNG/JPEG/TIFF) or contradict themselves are `unknown` and searched as usual.
 
-outputs in DIR: detections.csv, images.csv, detections.json (COCO results), detections_coco.json
-(COCO dataset), run.json (written last), overlays/ (--overlays) and .journal/ (resume state; rerun the
-same command to finish an interrupted run). With --gt, COCO image and category ids are the ground truth's.
+outputs in DIR: detections.csv, images.csv, detections.json (COCO results), detections_coco.json (COCO
+dataset), run.json (written last), overlays/ (--overlays), report.html (--report) and .journal/ (resume
+state; rerun the same command to finish an interrupted run). With --gt, COCO image and category ids are
+the ground truth's.
 
 exit status: 0 done (some files may have failed: images.csv says why); 1 an output file could not be
 written (a full disk: free space and rerun the same command, finished images are kept); 2 bad
@@ -101,6 +102,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "'calcidet[export]'); decoding and NMS are the same Python code either way")
     p.add_argument("--onnx", default=None, metavar="MODEL_ONNX",
                    help="with --backend onnxruntime: the checkpoint's `calcidet export` (default: exported now)")
+    p.add_argument("--report", action="store_true",
+                   help="also write DIR/report.html (calcidet report; with --gt, misses and false positives too)")
     p.add_argument("--all-films", action="store_true",
                    help="search out-of-scope films too (they are still marked out_of_scope in images.csv)")
     p.add_argument("--overwrite", action="store_true", help="discard earlier results in DIR instead of resuming")
@@ -422,6 +425,12 @@ def _detect(args: argparse.Namespace, predictor: CalcinosisPredictor, files: lis
           f"{counts['detections']} detections at threshold {predictor.threshold:g} ({source}) of "
           f"{counts['boxes']} boxes kept down to {predictor.score_floor:g}; "
           f"{processed} processed in {predict_s:.1f} s; results in {out}")
+    if args.report and counts["ok"] > 0:
+        from train.report_cmd import (
+            main as report_main,  # only here: detect runs without it most of the time
+        )
+
+        report_main([str(out)] + (["--gt", args.gt] if args.gt else []))
     if counts["ok"] == 0:
         reasons = sorted({r["reason"] for r in records if r["reason"]})
         print(f"calcidet detect: none of the {len(records)} files could be read or searched; images.csv lists each "
