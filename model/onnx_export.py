@@ -12,8 +12,12 @@ dense heads return (``cls_logits`` B x N x K logits, ``bbox_regression`` B x N x
 level (``level0``, ...: their heights and widths place the anchors). Resizing, anchors, decoding and
 NMS stay in Python, in torchvision's own code: ``onnx_runtime_detector`` swaps the backbone and head
 of a ``RadiographDetector`` for the ONNX graph and leaves the rest as it was, so eager and ONNX
-results differ only by the network's float arithmetic. RetinaNet/FCOS archs only (Faster R-CNN's
-second stage would have to be split too).
+results differ only by the network's float arithmetic.
+
+Faster R-CNN archs: the graph is the backbone and FPN (``feature_0``... ``feature_pool``: the pyramid
+levels, whole); the region proposal network and the box head (proposal top-k, NMS, RoIAlign, a small
+MLP on 512-1000 regions) stay in torchvision's code, like the decoding of the dense archs. The
+backbone is where the time goes.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection import FCOS, RetinaNet
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
 from model.builder import RadiographDetector
 
@@ -50,10 +55,36 @@ class HeadOutputs(nn.Module):
         return (*[out[k] for k in sorted(out)], *[f[:, :1] for f in features])
 
 
-def _dense_net(model: RadiographDetector) -> FCOS | RetinaNet:
-    if not isinstance(model.net, (FCOS, RetinaNet)):
-        raise ValueError(f"ONNX export supports the FCOS/RetinaNet archs, not {model.arch}")
-    return model.net
+class FeatureOutputs(nn.Module):
+    """Backbone + FPN of a torchvision two-stage detector: every pyramid level, whole."""
+
+    def __init__(self, net: GeneralizedRCNN) -> None:
+        super().__init__()
+        self.backbone = net.backbone
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        return tuple(self.backbone(images).values())
+
+
+def _is_dense(model: RadiographDetector) -> bool:
+    """True for FCOS/RetinaNet, False for Faster R-CNN; any other network is refused."""
+    if isinstance(model.net, (FCOS, RetinaNet)):
+        return True
+    if isinstance(model.net, GeneralizedRCNN):
+        return False
+    raise ValueError(f"ONNX export covers the FCOS, RetinaNet and Faster R-CNN archs, not {model.arch}")
+
+
+def _exported_part(model: RadiographDetector) -> tuple[nn.Module, list[str]]:
+    """The module the graph holds and its output names (see the module docstring)."""
+    dense, net = _is_dense(model), model.net
+    with torch.no_grad():  # a small probe: the names of the pyramid levels and head outputs
+        features = net.backbone(torch.rand(1, 3, 64, 64))
+        if dense:
+            keys = sorted(net.head(list(features.values())))
+    if dense:
+        return HeadOutputs(net).eval(), keys + [f"level{i}" for i in range(len(features))]
+    return FeatureOutputs(net).eval(), [f"feature_{k}" for k in features]
 
 
 def export_onnx(model: RadiographDetector, path: str | Path, image_size: int,
@@ -72,14 +103,10 @@ def export_onnx(model: RadiographDetector, path: str | Path, image_size: int,
     """
     import onnx  # the optional "export" extra
 
-    net = _dense_net(model).eval()
+    part, names = _exported_part(model.eval())
     side = -(-image_size // 32) * 32  # torchvision pads the batch to multiples of 32
     example = torch.rand(1, 3, side, side)
-    head = HeadOutputs(net).eval()
-    with torch.no_grad():
-        outputs = head(example)
-        keys = sorted(net.head(list(net.backbone(example).values())))
-    names = keys + [f"level{i}" for i in range(len(outputs) - len(keys))]
+    keys = [n for n in names if not n.startswith(("level", "feature_"))]  # the dense heads' outputs
     # The TorchScript exporter, not dynamo: dynamo's symbolic shapes explode on EfficientNet's
     # TF-"SAME" padding (export ran > 10 min). Tracing bakes that padding for the example's sides,
     # which is exact for any side that is a multiple of 32, as torchvision's batches always are.
@@ -89,7 +116,7 @@ def export_onnx(model: RadiographDetector, path: str | Path, image_size: int,
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes on shapes turned into constants: see above
-        torch.onnx.export(head, (example,), buffer, input_names=["images"], output_names=names,
+        torch.onnx.export(part, (example,), buffer, input_names=["images"], output_names=names,
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     proto = onnx.load_from_string(buffer.getvalue())
     entry = proto.metadata_props.add()
@@ -129,8 +156,11 @@ class OnnxBackbone(nn.Module):
         names = [o.name for o in self.session.get_outputs()]
         values = self.session.run(None, {"images": images.detach().float().contiguous().cpu().numpy()})
         out = {n: torch.from_numpy(v).to(images.device) for n, v in zip(names, values)}
-        self.head_outputs = {n: v for n, v in out.items() if not n.startswith("level")}
-        return OrderedDict((n, v) for n, v in out.items() if n.startswith("level"))
+        self.head_outputs = {n: v for n, v in out.items() if not n.startswith(("level", "feature_"))}
+        # Dense archs: one channel per level ("level0"...), only their shapes are used. Faster R-CNN:
+        # whole levels under the backbone's own keys ("feature_0" -> "0"), which RoIAlign looks up.
+        return OrderedDict((n.removeprefix("feature_"), v) for n, v in out.items()
+                           if n.startswith(("level", "feature_")))
 
     def __deepcopy__(self, memo: dict) -> OnnxBackbone:
         twin = copy.copy(self)  # a session cannot be copied: the twin opens its own
@@ -151,19 +181,25 @@ class StashedHead(nn.Module):
 
 def onnx_runtime_detector(model: RadiographDetector, onnx_path: str | Path,
                           threads: int | None = None) -> RadiographDetector:
-    """A copy of ``model`` whose backbone, FPN and head run in ONNX Runtime (CPU).
+    """A copy of ``model`` whose backbone, FPN and (dense archs) head run in ONNX Runtime (CPU).
 
     Everything else (grey to RGB, torchvision's resize and normalisation, anchors, decoding, NMS,
     mapping back to the input's pixels) is ``model``'s own code, so the result plugs into
     ``CalcinosisPredictor`` like the eager model. ``threads``: ONNX Runtime's (default: torch's).
     """
-    net = _dense_net(model)
-    backbone, head = net.backbone, net.head
-    net.backbone, net.head = nn.Identity(), nn.Identity()  # not copied: their weights live in the graph
+    dense, net = _is_dense(model), model.net
+    backbone = net.backbone
+    head = net.head if dense else None
+    net.backbone = nn.Identity()  # not copied: its weights live in the graph
+    if dense:
+        net.head = nn.Identity()
     try:
         ort_model = copy.deepcopy(model)
     finally:
-        net.backbone, net.head = backbone, head
+        net.backbone = backbone
+        if dense:
+            net.head = head
     ort_model.net.backbone = OnnxBackbone(onnx_path, threads)
-    ort_model.net.head = StashedHead(ort_model.net.backbone)
+    if dense:
+        ort_model.net.head = StashedHead(ort_model.net.backbone)
     return ort_model.eval()
