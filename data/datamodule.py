@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Sampler
 from data.coco import CocoIndex, concat_indexes, load_coco, patient_split
 from data.dataset import CACHE_MODES, CacheMode, FolderDataset, RadiographDataset, detection_collate
 from data.folders import find_radiographs, relative_name
-from data.transforms import build_transforms
+from data.transforms import AugmentPreset, build_transforms
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -108,7 +108,8 @@ class CalcinosisDataModule(pl.LightningDataModule):
         predict_dir: a folder (searched recursively) or a single file for ``predict``.
         val_fraction: share of images split off for validation when ``val_json`` is not given.
         image_size: longest side of the model input; images are resized to it once and cached.
-        augment: training augmentation preset (``train``, ``light``, ``none``; see ``data.transforms``).
+        augment: training augmentation preset (``train``, ``light``, ``eval``, ``none``; see
+            ``data.transforms``).
         crop_size: train on ``crop_size`` squares cut from the films at ``image_size`` with scale
             jitter (None: whole films). Validation, test and detection always see the whole film.
         batch_size: images per batch, per device.
@@ -132,7 +133,7 @@ class CalcinosisDataModule(pl.LightningDataModule):
         predict_dir: str | None = None,
         val_fraction: float = 0.2,
         image_size: int = 384,
-        augment: str = "train",
+        augment: AugmentPreset = "train",
         crop_size: int | None = None,
         batch_size: int = 8,
         num_workers: int = 2,

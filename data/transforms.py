@@ -32,7 +32,7 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # the import would otherwise call the network
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import albumentations as A
 import cv2
@@ -134,6 +134,10 @@ def _eval(image_size: int, crop_size: int | None = None) -> list[A.BasicTransfor
 def _none(image_size: int, crop_size: int | None = None) -> list[A.BasicTransform]:
     return [A.NoOp(p=1.0)]  # an empty Compose warns that its box processor has nothing to do
 
+
+# PRESETS' names, as a type so that LightningCLI lists them and rejects a typo when the config is
+# parsed. tests/test_typed_configs.py keeps the two equal.
+AugmentPreset = Literal["train", "light", "eval", "none"]
 
 # name -> (transforms for an image_size and crop_size, may the policy drop boxes that are mostly cut off)
 PRESETS: dict[str, tuple[Callable[[int, int | None], list[A.BasicTransform]], bool]] = {

@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -110,6 +110,17 @@ def _fcos_efficientnet_lite0(
     return model.to(memory_format=torch.channels_last)
 
 
+# The names ``arch`` accepts, as a type: LightningCLI lists them in --help and rejects a typo when the
+# config is parsed. tests/test_typed_configs.py keeps them equal to ARCHS' keys.
+Arch = Literal[
+    "fcos_tiny",
+    "fcos_efficientnet_lite0",
+    "fasterrcnn_mobilenet_v3_large_fpn",
+    "fasterrcnn_resnet50_fpn_v2",
+    "retinanet_resnet50_fpn_v2",
+    "fcos_resnet50_fpn",
+]
+
 ARCHS: dict[str, ArchSpec] = {
     "fcos_tiny": ArchSpec(_fcos_tiny, None, None, "dense"),
     "fcos_efficientnet_lite0": ArchSpec(_fcos_efficientnet_lite0, None, None, "dense", own_backbone_weights=True),
@@ -129,7 +140,7 @@ ARCHS: dict[str, ArchSpec] = {
 class RadiographDetector(nn.Module):
     """A torchvision detector that also takes single-channel images (repeated to RGB)."""
 
-    def __init__(self, net: nn.Module, arch: str) -> None:
+    def __init__(self, net: nn.Module, arch: Arch) -> None:
         super().__init__()
         self.net = net
         self.arch = arch
@@ -164,7 +175,7 @@ def _replace_box_head(net: nn.Module, family: str, num_classes: int) -> None:
 
 def build_detector(
     *,
-    arch: str = "fcos_tiny",
+    arch: Arch = "fcos_tiny",
     num_classes: int = 2,
     weights: str | WeightsEnum | None = None,
     weights_backbone: str | WeightsEnum | None = None,

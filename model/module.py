@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pytorch_lightning as pl
 import torch
@@ -25,9 +25,13 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from model.builder import build_detector
+from model.builder import Arch, build_detector
 from model.inference import DEFAULT_THRESHOLD, CalcinosisPredictor, Detections
 from model.metrics import ImageResult, detection_metrics, froc_curve, threshold_at_fp_rate
+
+# Choices as types: LightningCLI lists them in --help and rejects a typo when the config is parsed.
+Optimizer = Literal["adamw", "sgd"]
+Scheduler = Literal["cosine", "step", "constant"]
 
 
 class CalcinosisDetector(pl.LightningModule):
@@ -59,7 +63,7 @@ class CalcinosisDetector(pl.LightningModule):
 
     def __init__(
         self,
-        arch: str = "fcos_tiny",
+        arch: Arch = "fcos_tiny",
         class_names: list[str] | None = None,
         weights: str | None = None,
         weights_backbone: str | None = None,
@@ -67,11 +71,11 @@ class CalcinosisDetector(pl.LightningModule):
         allow_download: bool = False,
         image_size: int = 384,
         crop_size: int | None = None,
-        optimizer: str = "adamw",
+        optimizer: Optimizer = "adamw",
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         momentum: float = 0.9,
-        scheduler: str = "cosine",
+        scheduler: Scheduler = "cosine",
         warmup_steps: int = 100,
         min_lr_ratio: float = 0.01,
         step_milestones: tuple[float, ...] = (0.7, 0.9),
@@ -84,6 +88,10 @@ class CalcinosisDetector(pl.LightningModule):
         hit_iou: float = 0.3,
     ) -> None:
         super().__init__()
+        # The CLI checks these when parsing; from Python, fail here rather than when fit starts.
+        for name, value, choices in (("optimizer", optimizer, Optimizer), ("scheduler", scheduler, Scheduler)):
+            if value not in get_args(choices):
+                raise ValueError(f"{name} must be one of {', '.join(get_args(choices))}, not {value!r}")
         self.save_hyperparameters()
         self.class_names = list(class_names or ["calcinosis"])
         self.model = build_detector(
@@ -261,20 +269,16 @@ class CalcinosisDetector(pl.LightningModule):
             if p.requires_grad:  # norms and biases are not weight-decayed
                 (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
         groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        if hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(groups, lr=hp.lr)
-        elif hp.optimizer == "sgd":
+        if hp.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=True)
-        else:
-            raise ValueError(f"optimizer must be 'adamw' or 'sgd', not {hp.optimizer!r}")
+        else:  # "adamw" (__init__ checked the choice)
+            opt = torch.optim.AdamW(groups, lr=hp.lr)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=self._lr_factor(total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def _lr_factor(self, total: int):
         hp = self.hparams
-        if hp.scheduler not in ("cosine", "step", "constant"):
-            raise ValueError(f"scheduler must be cosine, step or constant, not {hp.scheduler!r}")
         warmup = min(hp.warmup_steps, total // 2)
 
         def factor(step: int) -> float:
