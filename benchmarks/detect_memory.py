@@ -24,21 +24,44 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from tests.bad_inputs import encode, noise_image, write_untrained_checkpoint  # noqa: E402
-
 BROKEN_EVERY = 100
 SAMPLE_S = 0.5
 
 
+def film_png(size: int = 64, seed: int = 0) -> bytes:
+    """A small 8-bit PNG film: a ramp plus noise, so that cutting it short really breaks it."""
+    rng = np.random.default_rng(seed)
+    film = np.linspace(0, 204, size)[None, :] + rng.uniform(0, 51, (size, size))
+    ok, buf = cv2.imencode(".png", film.astype(np.uint8))
+    assert ok
+    return buf.tobytes()
+
+
+def write_untrained_checkpoint(path: Path, image_size: int) -> Path:
+    """A calcidet checkpoint of a freshly initialised ``fcos_tiny``: detect's memory does not depend on training."""
+    import torch
+
+    from model.builder import build_detector
+
+    torch.manual_seed(0)
+    model = build_detector(arch="fcos_tiny", num_classes=2, min_size=image_size, max_size=image_size)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+                "calcidet": {"class_names": ["calcinosis"], "image_size": image_size, "arch": "fcos_tiny"},
+                "epoch": 0, "global_step": 0}, path)
+    return path
+
+
 def make_folder(root: Path, n: int) -> tuple[int, int]:
     """``n`` PNGs under ``root`` (sub-folders of 1,000), one in ``BROKEN_EVERY`` broken; returns (files, broken)."""
-    good = encode(".png", noise_image(64, 64))
+    good = film_png()
     broken = [b"", good[: len(good) // 2], b"not an image\n"]
     n_broken = 0
     for i in range(n):

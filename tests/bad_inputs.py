@@ -8,6 +8,10 @@ Each kind says what ``calcidet detect`` must write in ``images.csv`` for it:
 - ``"error"``: a row with status ``error`` and a reason holding all of ``words`` (case-insensitive);
 - ``"ok"``: odd but valid (RGBA, palette, CMYK, 1 pixel, 4000 x 3, constant 16-bit, ...): status ``ok``;
 - ``"absent"``: not a file to list at all (symlink loops, a directory named ``x.png``): no row, no crash.
+
+Beside the corpus, the writers tests share for the detect pipeline: good films (``write_blurred_film``,
+``make_good_images``) and checkpoints of an untrained network (``write_untrained_checkpoint``). Test
+modules import them from here, never from one another.
 """
 
 from __future__ import annotations
@@ -368,11 +372,30 @@ def make_good_images(root: str | Path) -> dict[str, Expectation]:
     return {name: Expectation("good film", "ok") for name in files}
 
 
-def write_untrained_checkpoint(path: str | Path, image_size: int = 64, seed: int = 0) -> Path:
+def write_blurred_film(path: Path, shape: tuple[int, int], seed: int) -> Path:
+    """An 8-bit PNG of blurred, stretched noise: blobs an untrained ``fcos_tiny`` puts boxes on."""
+    noise = np.random.default_rng(seed).random(shape, dtype=np.float32)
+    cv2.imwrite(str(path), (cv2.GaussianBlur(noise, (0, 0), 3) * 255 * 4).clip(0, 255).astype(np.uint8))
+    return path
+
+
+def write_untrained_checkpoint(path: str | Path, image_size: int = 64, seed: int = 0, *,
+                               threshold: float | None = None, even_scores: bool = False) -> Path:
     """A calcidet checkpoint of a freshly initialised ``fcos_tiny`` (the real network, random weights).
 
     Seconds to make instead of a training run: enough for tests and benchmarks of the detect
     pipeline, whose behaviour does not depend on what the network has learnt.
+
+    Args:
+        path: where to write it (parent folders are created).
+        image_size: the network's input size.
+        seed: torch seed for the initial weights.
+        threshold: stored as the checkpoint's operating threshold; ``None`` stores none.
+        even_scores: zero the classification bias, so scores sit near 0.5 instead of torchvision's
+            prior of about 0.07 and every blob gets boxes.
+
+    Returns:
+        ``path``.
     """
     import torch
 
@@ -381,8 +404,12 @@ def write_untrained_checkpoint(path: str | Path, image_size: int = 64, seed: int
     path = Path(path)
     torch.manual_seed(seed)
     model = build_detector(arch="fcos_tiny", num_classes=2, min_size=image_size, max_size=image_size)
+    if even_scores:
+        torch.nn.init.zeros_(model.net.head.classification_head.cls_logits.bias)
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
     meta = {"class_names": ["calcinosis"], "image_size": image_size, "arch": "fcos_tiny"}
+    if threshold is not None:
+        meta["operating_threshold"] = threshold
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": state, "calcidet": meta, "epoch": 0, "global_step": 0}, path)
     return path

@@ -1,8 +1,13 @@
-"""Shared fixtures: a tiny synthetic COCO dataset, generated once per test session."""
+"""Shared fixtures: tiny synthetic films, the arguments that train on them, and a checkpoint trained once.
+
+Test modules share helpers through these fixtures (and the plain helper module ``tests/bad_inputs.py``),
+never by importing one another.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,3 +29,51 @@ def tiny_synth(tmp_path_factory) -> dict[str, Path]:
         synthesize(root / split, n=n, seed=seed, size_range=(256, 320), workers=1)
         out[split] = root / split / "annotations.json"
     return out
+
+
+def _fit_args(splits: dict[str, Path], root: Path, *extra: str) -> list[str]:
+    """``calcidet fit`` (or ``test``) arguments without the subcommand: configs/demo.yaml shrunk by
+    tests/demo_small.yaml (128 px whole films), batches of 4 read in the main process, no logger or
+    progress bar, everything written under ``root`` (checkpoints in ``root/ckpt``).
+
+    Args:
+        splits: COCO file per split, e.g. ``{"train": ..., "val": ...}``; each becomes ``--data.<split>_json``.
+        root: the run folder.
+        extra: further arguments, after the shared ones (so they win).
+    """
+    data = [arg for split, path in splits.items() for arg in (f"--data.{split}_json", str(path))]
+    return [
+        "--config", str(REPO / "configs" / "demo.yaml"),
+        "--config", str(REPO / "tests" / "demo_small.yaml"),
+        *data,
+        "--data.batch_size", "4", "--data.num_workers", "0",
+        "--trainer.default_root_dir", str(root), "--trainer.logger", "false",
+        "--trainer.enable_progress_bar", "false",
+        "--checkpoint.dirpath", str(root / "ckpt"),
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="session")
+def fit_args() -> Callable[..., list[str]]:
+    """``fit_args(splits, root, *extra)``: the shared training arguments (see ``_fit_args``)."""
+    return _fit_args
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_synth, tmp_path_factory) -> Path:
+    """``last.ckpt`` of one epoch on ``tiny_synth`` at 128 px through the real CLI, trained once per session."""
+    from train.cli import cli_main
+
+    root = tmp_path_factory.mktemp("tiny_detector")
+    splits = {"train": tiny_synth["train"], "val": tiny_synth["val"]}
+    cli_main(["fit", *_fit_args(splits, root, "--trainer.max_epochs", "1")])
+    return root / "ckpt" / "last.ckpt"
+
+
+@pytest.fixture
+def untrained_checkpoint(tmp_path) -> Path:
+    """``tmp_path/c.ckpt``: an untrained 128 px ``fcos_tiny`` that boxes every blob, operating threshold 0."""
+    from tests.bad_inputs import write_untrained_checkpoint
+
+    return write_untrained_checkpoint(tmp_path / "c.ckpt", image_size=128, threshold=0.0, even_scores=True)

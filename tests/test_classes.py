@@ -15,8 +15,6 @@ from train.cli import cli_main
 from train.detect_cmd import main as detect_main
 from train.evaluate_cmd import main as evaluate_main
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def _relabel(src: Path, dst: Path, categories: list[dict], vascular_id: int | None) -> Path:
     """Copy a synthetic COCO file with other categories: masses get the first category; with
@@ -39,15 +37,6 @@ def _relabel(src: Path, dst: Path, categories: list[dict], vascular_id: int | No
     return dst
 
 
-def _args(files: dict[str, Path], tmp_path: Path, *extra: str) -> list[str]:
-    return ["--config", str(REPO / "configs" / "demo.yaml"),
-            "--config", str(REPO / "tests" / "demo_small.yaml"),
-            "--data.train_json", str(files["train"]), "--data.val_json", str(files["val"]),
-            "--data.test_json", str(files["test"]), "--data.image_size", "128", "--data.batch_size", "4",
-            "--data.num_workers", "0", "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false",
-            "--trainer.enable_progress_bar", "false", "--checkpoint.dirpath", str(tmp_path / "ckpt"), *extra]
-
-
 TWO = [{"id": 7, "name": "vascular"}, {"id": 3, "name": "calcinosis"}]  # unsorted, as files may be
 
 
@@ -61,16 +50,16 @@ def test_read_class_names_orders_by_category_id(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_two_categories_with_ids_3_and_7_train_detect_and_evaluate(tiny_synth, tmp_path) -> None:
+def test_two_categories_with_ids_3_and_7_train_detect_and_evaluate(tiny_synth, fit_args, tmp_path) -> None:
     files = {s: _relabel(tiny_synth[s], tmp_path / f"{s}.json", [TWO[1], TWO[0]], 7) for s in tiny_synth}
     train = json.loads(files["train"].read_text())
     assert {a["category_id"] for a in train["annotations"]} == {3, 7}
-    cli = cli_main(["fit", *_args(files, tmp_path, "--trainer.max_epochs", "1")])
+    cli = cli_main(["fit", *fit_args(files, tmp_path, "--trainer.max_epochs", "1")])
     assert cli.model.class_names == ["calcinosis", "vascular"]
     last = tmp_path / "ckpt" / "last.ckpt"
     assert load_checkpoint(last)["calcidet"]["class_names"] == ["calcinosis", "vascular"]
 
-    test = cli_main(["test", *_args(files, tmp_path), "--ckpt_path", str(last)])
+    test = cli_main(["test", *fit_args(files, tmp_path), "--ckpt_path", str(last)])
     assert "test/map_50" in test.trainer.callback_metrics
 
     out = tmp_path / "det"
@@ -87,10 +76,10 @@ def test_two_categories_with_ids_3_and_7_train_detect_and_evaluate(tiny_synth, t
 
 
 @pytest.mark.slow
-def test_one_category_named_calcification(tiny_synth, tmp_path) -> None:
+def test_one_category_named_calcification(tiny_synth, fit_args, tmp_path) -> None:
     files = {s: _relabel(tiny_synth[s], tmp_path / f"{s}.json", [{"id": 1, "name": "calcification"}], None)
              for s in tiny_synth}
-    cli = cli_main(["fit", *_args(files, tmp_path, "--trainer.max_steps", "2")])
+    cli = cli_main(["fit", *fit_args(files, tmp_path, "--trainer.max_steps", "2")])
     assert cli.model.class_names == ["calcification"]
     last = tmp_path / "ckpt" / "last.ckpt"
     assert load_checkpoint(last)["calcidet"]["class_names"] == ["calcification"]
@@ -102,15 +91,15 @@ def test_one_category_named_calcification(tiny_synth, tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_splits_or_checkpoint_with_other_categories_are_a_clear_error(tiny_synth, tmp_path) -> None:
+def test_splits_or_checkpoint_with_other_categories_are_a_clear_error(tiny_synth, fit_args, tmp_path) -> None:
     files = {s: _relabel(tiny_synth[s], tmp_path / f"{s}.json", [{"id": 1, "name": "calcification"}], None)
              for s in tiny_synth}
     files["val"] = _relabel(tiny_synth["val"], tmp_path / "val2.json", [TWO[1], TWO[0]], 7)
     with pytest.raises(ValueError, match=r"categories \['calcinosis', 'vascular'\].*\['calcification'\]"):
-        cli_main(["fit", *_args(files, tmp_path / "a", "--trainer.max_steps", "1")])
+        cli_main(["fit", *fit_args(files, tmp_path / "a", "--trainer.max_steps", "1")])
 
     files["val"] = tmp_path / "val.json"
-    cli_main(["fit", *_args(files, tmp_path / "b", "--trainer.max_steps", "1")])
+    cli_main(["fit", *fit_args(files, tmp_path / "b", "--trainer.max_steps", "1")])
     other = {s: _relabel(tiny_synth[s], tmp_path / f"o{s}.json", [TWO[1], TWO[0]], 7) for s in tiny_synth}
     with pytest.raises(ValueError, match=r"checkpoint detects \['calcification'\]"):
-        cli_main(["test", *_args(other, tmp_path / "b"), "--ckpt_path", str(tmp_path / "b" / "ckpt" / "last.ckpt")])
+        cli_main(["test", *fit_args(other, tmp_path / "b"), "--ckpt_path", str(tmp_path / "b" / "ckpt" / "last.ckpt")])

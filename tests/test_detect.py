@@ -21,27 +21,6 @@ from train.detect_writer import DETECTION_COLUMNS, IMAGE_COLUMNS, read_journal, 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def train_tiny_checkpoint(tiny_synth: dict[str, Path], root: Path) -> Path:
-    """One epoch at 128 px through the real CLI; cached under ``root`` for the whole session."""
-    from train.cli import cli_main
-
-    last = root / "ckpt" / "last.ckpt"
-    if not last.is_file():
-        cli_main(["fit", "--config", str(REPO / "configs" / "demo.yaml"),
-                  "--config", str(REPO / "tests" / "demo_small.yaml"),
-                  "--data.train_json", str(tiny_synth["train"]), "--data.val_json", str(tiny_synth["val"]),
-                  "--data.image_size", "128", "--data.batch_size", "4", "--data.num_workers", "0",
-                  "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(root),
-                  "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-                  "--checkpoint.dirpath", str(root / "ckpt")])
-    return last
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tiny_synth, tmp_path_factory) -> Path:
-    return train_tiny_checkpoint(tiny_synth, tmp_path_factory.getbasetemp() / "tiny_detector")
-
-
 def _synth_images(tiny_synth: dict[str, Path]) -> list[Path]:
     return sorted(p for p in (tiny_synth["test"].parent / "images").iterdir() if p.is_file())
 
@@ -74,10 +53,10 @@ def _nested_folder(tiny_synth: dict[str, Path], root: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_detect_writes_all_files_and_records_broken_ones(tiny_synth, checkpoint, tmp_path) -> None:
+def test_detect_writes_all_files_and_records_broken_ones(tiny_synth, tiny_checkpoint, tmp_path) -> None:
     kinds = _nested_folder(tiny_synth, tmp_path / "in")
     out = tmp_path / "out"
-    assert detect_main([str(tmp_path / "in"), "--checkpoint", str(checkpoint), "--output", str(out),
+    assert detect_main([str(tmp_path / "in"), "--checkpoint", str(tiny_checkpoint), "--output", str(out),
                         "--threshold", "0.01", "--num-workers", "1", "--overlays"]) == 0
     for name in ("detections.csv", "images.csv", "detections.json", "detections_coco.json", "run.json"):
         assert (out / name).is_file(), name
@@ -121,9 +100,9 @@ def test_detect_writes_all_files_and_records_broken_ones(tiny_synth, checkpoint,
 
 
 @pytest.mark.slow
-def test_rerun_with_other_settings_is_refused(tiny_synth, checkpoint, tmp_path, capsys) -> None:
+def test_rerun_with_other_settings_is_refused(tiny_synth, tiny_checkpoint, tmp_path, capsys) -> None:
     shutil.copy(_synth_images(tiny_synth)[0], tmp_path / _synth_images(tiny_synth)[0].name)
-    args = [str(tmp_path), "--checkpoint", str(checkpoint), "--output", str(tmp_path / "out"), "--num-workers", "0"]
+    args = [str(tmp_path), "--checkpoint", str(tiny_checkpoint), "--output", str(tmp_path / "out"), "--num-workers", "0"]
     assert detect_main([*args, "--threshold", "0.2"]) == 0
     assert detect_main([*args, "--threshold", "0.3"]) == 2
     assert "threshold: before 0.2, now 0.3" in capsys.readouterr().err
@@ -137,7 +116,7 @@ def _detect_args(images: Path, checkpoint: Path, out: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_files(tiny_synth, checkpoint, tmp_path) -> None:
+def test_killed_run_resumes_to_the_same_files(tiny_synth, tiny_checkpoint, tmp_path) -> None:
     images = tmp_path / "in"
     for copy in range(4):  # 32 files, 16 batches
         for src in _synth_images(tiny_synth):
@@ -145,7 +124,7 @@ def test_killed_run_resumes_to_the_same_files(tiny_synth, checkpoint, tmp_path) 
             shutil.copy(src, images / f"set{copy}" / src.name)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     killed = tmp_path / "killed"
-    command = [sys.executable, "-m", "train.cli", "detect", *_detect_args(images, checkpoint, killed)]
+    command = [sys.executable, "-m", "train.cli", "detect", *_detect_args(images, tiny_checkpoint, killed)]
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = killed / ".journal" / "rank0.jsonl"
     deadline = time.monotonic() + 120
@@ -160,9 +139,9 @@ def test_killed_run_resumes_to_the_same_files(tiny_synth, checkpoint, tmp_path) 
     done_before = len(read_journal(killed / ".journal"))
     assert 0 < done_before < 32
 
-    assert detect_main(_detect_args(images, checkpoint, killed)) == 0  # rerun: resumes
+    assert detect_main(_detect_args(images, tiny_checkpoint, killed)) == 0  # rerun: resumes
     straight = tmp_path / "straight"
-    assert detect_main(_detect_args(images, checkpoint, straight)) == 0
+    assert detect_main(_detect_args(images, tiny_checkpoint, straight)) == 0
 
     run = json.loads((killed / "run.json").read_text())
     assert run["counts"]["reused_from_journal"] >= done_before - 1  # a torn batch is redone
@@ -234,13 +213,13 @@ def test_overlay_draws_every_box_at_its_place_on_the_downscaled_preview(tmp_path
 
 
 @pytest.mark.slow
-def test_two_processes_write_one_merged_result(tiny_synth, checkpoint, tmp_path) -> None:
+def test_two_processes_write_one_merged_result(tiny_synth, tiny_checkpoint, tmp_path) -> None:
     """``--devices 2`` on the CPU: two ranks, a journal each, merged into the files one process writes."""
     kinds = _nested_folder(tiny_synth, tmp_path / "in")
     runs = {}
     for devices in ("1", "2"):
         out = tmp_path / f"out{devices}"
-        cmd = [sys.executable, "-m", "train.cli", "detect", str(tmp_path / "in"), "--checkpoint", str(checkpoint),
+        cmd = [sys.executable, "-m", "train.cli", "detect", str(tmp_path / "in"), "--checkpoint", str(tiny_checkpoint),
                "--output", str(out), "--threshold", "0.01", "--num-workers", "0", "--devices", devices]
         done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]

@@ -130,13 +130,10 @@ def test_pr_curve_averages_to_ap50() -> None:
 
 
 @pytest.mark.slow
-def test_evaluate_agrees_with_model_metrics_on_detect_output(tiny_synth, tmp_path_factory, tmp_path) -> None:
-    from test_detect import train_tiny_checkpoint
-
-    checkpoint = train_tiny_checkpoint(tiny_synth, tmp_path_factory.getbasetemp() / "tiny_detector")
+def test_evaluate_agrees_with_model_metrics_on_detect_output(tiny_synth, tiny_checkpoint, tmp_path) -> None:
     test_dir = tiny_synth["test"].parent
     det = tmp_path / "det"
-    assert detect_main([str(test_dir / "images"), "--checkpoint", str(checkpoint), "--output", str(det),
+    assert detect_main([str(test_dir / "images"), "--checkpoint", str(tiny_checkpoint), "--output", str(det),
                         "--threshold", "0.01", "--num-workers", "0"]) == 0
     out = tmp_path / "report"
     assert evaluate_main(["--gt", str(tiny_synth["test"]), "--pred", str(det / "detections.csv"),

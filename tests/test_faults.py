@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,16 +18,17 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _fit_cmd(tiny_synth, root: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable, "-m", "train.cli", "fit", "--config", str(REPO / "configs" / "demo.yaml"),
-        "--config", str(REPO / "tests" / "demo_small.yaml"),
-        "--data.train_json", str(tiny_synth["train"]), "--data.val_json", str(tiny_synth["val"]),
-        "--data.image_size", "192", "--data.batch_size", "4", "--data.num_workers", "0",
-        "--data.augment", "none", "--trainer.max_epochs", "4", "--trainer.logger", "false",
-        "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root),
-        "--checkpoint.dirpath", str(root / "ckpt"), "--checkpoint.save_top_k", "0", *extra,
-    ]
+@pytest.fixture
+def fit_cmd(tiny_synth, fit_args) -> Callable[..., list[str]]:
+    """``fit_cmd(root, *extra)``: ``calcidet fit`` in a fresh interpreter, 4 epochs of 192 px films, no augmentation."""
+    splits = {"train": tiny_synth["train"], "val": tiny_synth["val"]}
+
+    def command(root: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "train.cli", "fit",
+                *fit_args(splits, root, "--data.image_size", "192", "--data.augment", "none",
+                          "--trainer.max_epochs", "4", "--checkpoint.save_top_k", "0", *extra)]
+
+    return command
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
@@ -37,14 +39,14 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
         time.sleep(0.05)
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(tiny_synth, tmp_path) -> None:
-    straight = subprocess.run(_fit_cmd(tiny_synth, tmp_path / "a"), cwd=REPO, capture_output=True, text=True,
+def test_sigkill_then_resume_matches_uninterrupted_run(fit_cmd, tmp_path) -> None:
+    straight = subprocess.run(fit_cmd(tmp_path / "a"), cwd=REPO, capture_output=True, text=True,
                               timeout=600)
     assert straight.returncode == 0, straight.stderr[-2000:]
 
     # last.ckpt after every step: the kill lands mid-epoch, so resuming must also restore the
     # position inside the epoch, not only the weights and counters.
-    proc = subprocess.Popen(_fit_cmd(tiny_synth, tmp_path / "b", "--last_checkpoint.every_n_train_steps", "1"),
+    proc = subprocess.Popen(fit_cmd(tmp_path / "b", "--last_checkpoint.every_n_train_steps", "1"),
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = tmp_path / "b" / "ckpt" / "last.ckpt"
     _wait_for(last, proc)
@@ -53,7 +55,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_synth, tmp_path) -> 
     killed_at = load_checkpoint(last)["global_step"]
     assert 0 < killed_at < 16  # really part-way (4 epochs x 4 steps)
 
-    resumed = subprocess.run(_fit_cmd(tiny_synth, tmp_path / "b", "--last_checkpoint.every_n_train_steps", "1",
+    resumed = subprocess.run(fit_cmd(tmp_path / "b", "--last_checkpoint.every_n_train_steps", "1",
                                       "--ckpt_path", "last"), cwd=REPO,
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -66,8 +68,8 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_synth, tmp_path) -> 
     assert a["calcidet"]["operating_threshold"] == pytest.approx(b["calcidet"]["operating_threshold"], abs=1e-3)
 
 
-def test_sigterm_saves_last_checkpoint_and_exits_cleanly(tiny_synth, tmp_path) -> None:
-    proc = subprocess.Popen(_fit_cmd(tiny_synth, tmp_path, "--trainer.max_epochs", "200"), cwd=REPO,
+def test_sigterm_saves_last_checkpoint_and_exits_cleanly(fit_cmd, tmp_path) -> None:
+    proc = subprocess.Popen(fit_cmd(tmp_path, "--trainer.max_epochs", "200"), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     _wait_for(tmp_path / "ckpt" / "last.ckpt", proc)  # training is under way
     first = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")["global_step"]

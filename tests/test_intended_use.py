@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from model.intended_use import STATEMENT, describe_coco
-from tests.test_predict_paths import _film, write_checkpoint
+from tests.bad_inputs import write_blurred_film
 from train.detect_cmd import main as detect_main
 
 
@@ -17,17 +17,17 @@ def _coco(path: Path, info: dict) -> Path:
     return path
 
 
-def test_run_json_states_intended_use_and_training_films(tmp_path) -> None:
+def test_run_json_states_intended_use_and_training_films(untrained_checkpoint, tmp_path) -> None:
     procedural = _coco(tmp_path / "synth.json", {"generator": "calcidet.data.synth", "backgrounds": False})
     inserted = _coco(tmp_path / "real.json", {"generator": "calcidet.data.synth", "backgrounds": True})
-    ckpt = write_checkpoint(tmp_path / "c.ckpt")
+    ckpt = untrained_checkpoint
     state = torch.load(ckpt)
     state["datamodule_hyper_parameters"] = {"train_json": [str(procedural), str(inserted)],
                                             "val_json": str(tmp_path / "gone.json")}
     torch.save(state, ckpt)
     images = tmp_path / "images"
     images.mkdir()
-    _film(images / "a.png", (300, 200), 0)
+    write_blurred_film(images / "a.png", (300, 200), 0)
     out = tmp_path / "out"
     assert detect_main([str(images), "--checkpoint", str(ckpt), "--output", str(out), "--num-workers", "0"]) == 0
     use = json.loads((out / "run.json").read_text())["intended_use"]
@@ -39,13 +39,13 @@ def test_run_json_states_intended_use_and_training_films(tmp_path) -> None:
     assert films[("val", "gone.json")].startswith("unknown")
 
 
-def test_checkpoint_without_data_record_says_unknown(tmp_path) -> None:
+def test_checkpoint_without_data_record_says_unknown(untrained_checkpoint, tmp_path) -> None:
     out = tmp_path / "out"
     images = tmp_path / "images"
     images.mkdir()
-    _film(images / "a.png", (200, 200), 1)
-    assert detect_main([str(images), "--checkpoint", str(write_checkpoint(tmp_path / "c.ckpt")), "--output",
-                        str(out), "--num-workers", "0"]) == 0
+    write_blurred_film(images / "a.png", (200, 200), 1)
+    assert detect_main([str(images), "--checkpoint", str(untrained_checkpoint), "--output", str(out),
+                        "--num-workers", "0"]) == 0
     use = json.loads((out / "run.json").read_text())["intended_use"]
     assert use["trained_on"].startswith("unknown")
     assert describe_coco(_coco(tmp_path / "labelled.json", {"description": "our hospital"})).startswith("annotated")

@@ -10,7 +10,7 @@ import pytest
 from data.synth import synthesize
 from model.inference import CalcinosisPredictor, Detections
 from model.onnx_export import onnx_metadata, onnx_runtime_detector
-from tests.test_predict_paths import write_checkpoint
+from tests.bad_inputs import write_blurred_film, write_untrained_checkpoint
 from train.export_cmd import main as export_main
 
 pytest.importorskip("onnx")
@@ -30,7 +30,7 @@ def _matched(eager: Detections, ort: Detections) -> None:
 def test_onnx_runtime_matches_eager_on_a_real_size_film(tmp_path) -> None:
     synthesize(tmp_path / "films", n=2, seed=5, size_range=(1000, 1000), workers=1, verbose=False)
     films = sorted((tmp_path / "films" / "images").iterdir())
-    ckpt = write_checkpoint(tmp_path / "c.ckpt", image_size=384)
+    ckpt = write_untrained_checkpoint(tmp_path / "c.ckpt", image_size=384, threshold=0.0, even_scores=True)
     onnx_path = tmp_path / "model.onnx"
     assert export_main([str(ckpt), "--format", "onnx", "--output", str(onnx_path)]) == 0
     stored = onnx_metadata(onnx_path)
@@ -59,15 +59,14 @@ def test_export_refuses_an_unusable_checkpoint(tmp_path, capsys) -> None:
 
 
 @pytest.mark.slow
-def test_detect_backend_onnxruntime_writes_what_torch_writes(tmp_path) -> None:
-    from tests.test_predict_paths import _film
+def test_detect_backend_onnxruntime_writes_what_torch_writes(untrained_checkpoint, tmp_path) -> None:
     from train.detect_cmd import main as detect_main
 
     images = tmp_path / "images"
     images.mkdir()
     for i, shape in enumerate([(400, 300), (300, 420), (350, 350)]):
-        _film(images / f"f{i}.png", shape, i)
-    ckpt = write_checkpoint(tmp_path / "c.ckpt")
+        write_blurred_film(images / f"f{i}.png", shape, i)
+    ckpt = untrained_checkpoint
     rows = {}
     for backend in ("torch", "onnxruntime"):  # onnxruntime without --onnx: exported on the fly
         out = tmp_path / backend
@@ -86,12 +85,12 @@ def test_detect_backend_onnxruntime_writes_what_torch_writes(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_detect_refuses_an_onnx_file_of_another_checkpoint(tmp_path, capsys) -> None:
-    from tests.test_predict_paths import _film
     from train.detect_cmd import main as detect_main
 
-    ours, other = write_checkpoint(tmp_path / "ours.ckpt"), write_checkpoint(tmp_path / "other.ckpt", threshold=0.5)
+    ours, other = (write_untrained_checkpoint(tmp_path / f"{name}.ckpt", image_size=128, threshold=threshold,
+                                              even_scores=True) for name, threshold in (("ours", 0.0), ("other", 0.5)))
     assert export_main([str(other), "--output", str(tmp_path / "other.onnx")]) == 0
-    _film(tmp_path / "a.png", (200, 200), 0)
+    write_blurred_film(tmp_path / "a.png", (200, 200), 0)
     assert detect_main([str(tmp_path / "a.png"), "--checkpoint", str(ours), "--output", str(tmp_path / "out"),
                         "--backend", "onnxruntime", "--onnx", str(tmp_path / "other.onnx")]) == 2
     assert "exported from another checkpoint" in capsys.readouterr().err

@@ -8,39 +8,20 @@ import os
 import re
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from data.dataset import FolderDataset, detection_collate
-from model.builder import build_detector
 from model.inference import CalcinosisPredictor
 from model.module import CalcinosisDetector
+from tests.bad_inputs import write_blurred_film, write_untrained_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_checkpoint(path: Path, image_size: int = 128, threshold: float = 0.0) -> Path:
-    """A calcidet checkpoint of a randomly initialised fcos_tiny whose scores are not all tiny."""
-    torch.manual_seed(0)
-    model = build_detector(arch="fcos_tiny", num_classes=2, min_size=image_size, max_size=image_size)
-    torch.nn.init.zeros_(model.net.head.classification_head.cls_logits.bias)  # scores ~0.5, not ~0.07
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-                "calcidet": {"arch": "fcos_tiny", "image_size": image_size, "class_names": ["calcinosis"],
-                             "operating_threshold": threshold}}, path)
-    return path
-
-
-def _film(path: Path, shape: tuple[int, int], seed: int) -> Path:
-    noise = np.random.default_rng(seed).random(shape, dtype=np.float32)
-    cv2.imwrite(str(path), (cv2.GaussianBlur(noise, (0, 0), 3) * 255 * 4).clip(0, 255).astype(np.uint8))
-    return path
-
-
-def test_predict_paths_batches_and_returns_each_files_error(tmp_path) -> None:
-    predictor = CalcinosisPredictor.from_checkpoint(write_checkpoint(tmp_path / "c.ckpt"))
-    good = [_film(tmp_path / f"f{i}.png", (300 + 40 * i, 200), i) for i in range(3)]
+def test_predict_paths_batches_and_returns_each_files_error(untrained_checkpoint, tmp_path) -> None:
+    predictor = CalcinosisPredictor.from_checkpoint(untrained_checkpoint)
+    good = [write_blurred_film(tmp_path / f"f{i}.png", (300 + 40 * i, 200), i) for i in range(3)]
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
     paths = [good[0], broken, good[1], tmp_path / "missing.png", good[2]]
@@ -57,8 +38,8 @@ def test_predict_paths_batches_and_returns_each_files_error(tmp_path) -> None:
     np.testing.assert_allclose(alone.scores, results[2].scores, atol=1e-5)
 
 
-def test_a_failing_image_does_not_fail_its_batch(tmp_path) -> None:
-    predictor = CalcinosisPredictor.from_checkpoint(write_checkpoint(tmp_path / "c.ckpt"))
+def test_a_failing_image_does_not_fail_its_batch(untrained_checkpoint) -> None:
+    predictor = CalcinosisPredictor.from_checkpoint(untrained_checkpoint)
     images = [torch.rand(1, 128, 100), torch.rand(2, 5, 128, 100), torch.rand(1, 100, 128)]  # middle: 4-D
     found = predictor.detect_batch(images, [(256, 200), (256, 200), (200, 256)])
     assert [f.error is None for f in found] == [True, False, True]
@@ -74,8 +55,9 @@ def _readme_python_api() -> str:
 
 def test_readme_python_api_example_runs_as_written(tmp_path) -> None:
     code = _readme_python_api()  # run verbatim, in a folder laid out as its placeholders say
-    write_checkpoint(tmp_path / "runs/demo/checkpoints/last.ckpt")
-    _film(tmp_path / "knee.png", (400, 300), 1)
+    write_untrained_checkpoint(tmp_path / "runs/demo/checkpoints/last.ckpt", image_size=128, threshold=0.0,
+                               even_scores=True)
+    write_blurred_film(tmp_path / "knee.png", (400, 300), 1)
     (tmp_path / "hip.dcm").write_bytes(b"DICM but not really")
     out, cwd = io.StringIO(), os.getcwd()
     os.chdir(tmp_path)
@@ -89,17 +71,17 @@ def test_readme_python_api_example_runs_as_written(tmp_path) -> None:
     assert any(line.startswith("knee.png") and "boxes" in line for line in lines), lines
 
 
-def test_lightning_predict_step_goes_through_the_predictor(tmp_path) -> None:
+def test_lightning_predict_step_goes_through_the_predictor(untrained_checkpoint, tmp_path) -> None:
     module = CalcinosisDetector(arch="fcos_tiny", image_size=128)
-    state = torch.load(write_checkpoint(tmp_path / "c.ckpt"))["state_dict"]
+    state = torch.load(untrained_checkpoint)["state_dict"]
     module.model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
     module.operating_threshold = 0.3
     module.eval()
-    files = [_film(tmp_path / "a.png", (300, 200), 0), tmp_path / "gone.png"]
+    files = [write_blurred_film(tmp_path / "a.png", (300, 200), 0), tmp_path / "gone.png"]
     batch = detection_collate([s for s in FolderDataset(files, ["a.png", "gone.png"], 128)])
     with torch.inference_mode():
         found = module.predict_step(batch, 0)
-    expected = CalcinosisPredictor.from_checkpoint(tmp_path / "c.ckpt", threshold=0.3).predict_paths(files)
+    expected = CalcinosisPredictor.from_checkpoint(untrained_checkpoint, threshold=0.3).predict_paths(files)
     assert found[1].error is not None and expected[1].error is not None
     assert len(found[0]) > 0 and (found[0].scores >= 0.3).all()
     np.testing.assert_allclose(found[0].boxes, expected[0].boxes, atol=1e-4)

@@ -10,11 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_detect import train_tiny_checkpoint
-from test_readers import write_dicom
 
 from data.readers import read_radiograph
 from data.scope import ScopeVerdict, assess_scope, classify_words, scope_from_tags
+from tests.bad_inputs import dicom_bytes
 from train.detect_cmd import main as detect_main
 from train.detect_writer import IMAGE_COLUMNS
 
@@ -96,7 +95,8 @@ def test_real_chest_film_is_out_and_ankle_film_in() -> None:
 
 def test_reader_keeps_only_nonempty_tags(tmp_path: Path) -> None:
     pixels = np.arange(64, dtype=np.uint16).reshape(8, 8)
-    path = write_dicom(tmp_path / "x.dcm", pixels, BodyPartExamined="", StudyDescription="  XR  HAND ")
+    path = tmp_path / "x.dcm"
+    path.write_bytes(dicom_bytes(pixels, BodyPartExamined="", StudyDescription="  XR  HAND "))
     assert read_radiograph(path).tags == {"StudyDescription": "XR HAND", "Modality": "CR"}
     png = tmp_path / "x.png"
     cv2.imwrite(str(png), pixels.astype(np.uint8))
@@ -109,8 +109,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_detect_skips_out_of_scope_films_unless_all_films(tiny_synth, tmp_path_factory, tmp_path) -> None:
-    checkpoint = train_tiny_checkpoint(tiny_synth, tmp_path_factory.getbasetemp() / "tiny_detector")
+def test_detect_skips_out_of_scope_films_unless_all_films(tiny_checkpoint, tmp_path) -> None:
     films = tmp_path / "in"
     films.mkdir()
     shutil.copy(_nema("RG1_UNCR.dcm"), films / "chest.dcm")
@@ -118,7 +117,7 @@ def test_detect_skips_out_of_scope_films_unless_all_films(tiny_synth, tmp_path_f
     rows, dets = {}, {}
     for all_films in (False, True):
         out = tmp_path / f"out{int(all_films)}"
-        args = [str(films), "--checkpoint", str(checkpoint), "--output", str(out), "--threshold", "0.0",
+        args = [str(films), "--checkpoint", str(tiny_checkpoint), "--output", str(out), "--threshold", "0.0",
                 "--num-workers", "0", *(["--all-films"] if all_films else [])]
         assert detect_main(args) == 0
         with open(out / "images.csv", newline="") as f:

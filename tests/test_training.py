@@ -17,26 +17,8 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _args(tiny_synth, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "--config", str(REPO / "configs" / "demo.yaml"),
-        "--config", str(REPO / "tests" / "demo_small.yaml"),
-        "--data.train_json", str(tiny_synth["train"]),
-        "--data.val_json", str(tiny_synth["val"]),
-        "--data.test_json", str(tiny_synth["test"]),
-        "--data.image_size", "128",
-        "--data.batch_size", "4",
-        "--data.num_workers", "0",
-        "--trainer.default_root_dir", str(tmp_path),
-        "--trainer.logger", "false",
-        "--trainer.enable_progress_bar", "false",
-        "--checkpoint.dirpath", str(tmp_path / "ckpt"),
-        *extra,
-    ]
-
-
-def test_fit_validate_test_through_cli(tiny_synth, tmp_path) -> None:
-    cli = cli_main(["fit", *_args(tiny_synth, tmp_path, "--trainer.max_epochs", "1")])
+def test_fit_validate_test_through_cli(tiny_synth, fit_args, tmp_path) -> None:
+    cli = cli_main(["fit", *fit_args(tiny_synth, tmp_path, "--trainer.max_epochs", "1")])
     assert cli.trainer.global_step == 4  # 16 images / batch 4
     metrics = cli.trainer.callback_metrics
     for key in ("val/map_50", "val/froc_cpm", "val/auroc", "train/loss"):
@@ -45,7 +27,7 @@ def test_fit_validate_test_through_cli(tiny_synth, tmp_path) -> None:
     ckpt = load_checkpoint(last)  # loads with weights_only=True
     assert ckpt["calcidet"]["operating_threshold"] is not None
     assert ckpt["calcidet"]["image_size"] == 128
-    test = cli_main(["test", *_args(tiny_synth, tmp_path), "--ckpt_path", str(last)])
+    test = cli_main(["test", *fit_args(tiny_synth, tmp_path), "--ckpt_path", str(last)])
     assert "test/map_50" in test.trainer.callback_metrics
 
 
@@ -56,16 +38,16 @@ class _StopAfterFirstEpoch(pl.Callback):
         trainer.should_stop = True
 
 
-def test_resume_from_last_is_exact(tiny_synth, tmp_path) -> None:
+def test_resume_from_last_is_exact(tiny_synth, fit_args, tmp_path) -> None:
     """2 epochs straight == stopped after epoch 1, then resumed from last.ckpt for the second."""
     common = ("--trainer.max_epochs", "2", "--model.ema_decay", "0.9", "--data.augment", "none",
               "--checkpoint.save_top_k", "0")
-    straight = cli_main(["fit", *_args(tiny_synth, tmp_path / "a", *common)])
-    cut = cli_main(_args(tiny_synth, tmp_path / "b", *common), run=False)
+    straight = cli_main(["fit", *fit_args(tiny_synth, tmp_path / "a", *common)])
+    cut = cli_main(fit_args(tiny_synth, tmp_path / "b", *common), run=False)
     cut.trainer.callbacks.append(_StopAfterFirstEpoch())
     cut.trainer.fit(cut.model, cut.datamodule)
     assert cut.trainer.global_step == 4
-    resumed = cli_main(["fit", *_args(tiny_synth, tmp_path / "b", *common),
+    resumed = cli_main(["fit", *fit_args(tiny_synth, tmp_path / "b", *common),
                         "--ckpt_path", str(tmp_path / "b" / "ckpt" / "last.ckpt")])
     assert resumed.trainer.global_step == straight.trainer.global_step == 8
     a, b = straight.model.state_dict(), resumed.model.state_dict()
@@ -91,27 +73,27 @@ class _CrashMidEpoch(pl.Callback):
             raise RuntimeError("node lost")
 
 
-def test_resume_mid_epoch_trains_the_rest_of_that_epoch(tiny_synth, tmp_path) -> None:
+def test_resume_mid_epoch_trains_the_rest_of_that_epoch(tiny_synth, fit_args, tmp_path) -> None:
     """Cut at step 6 of 8 (inside epoch 2): the resumed run trains batches 3-4 of epoch 2, not 1-2 again."""
     common = ("--trainer.max_epochs", "2", "--data.augment", "none", "--checkpoint.save_top_k", "0")
-    straight = cli_main(["fit", *_args(tiny_synth, tmp_path / "a", *common)])
-    cut = cli_main(_args(tiny_synth, tmp_path / "b", *common), run=False)
+    straight = cli_main(["fit", *fit_args(tiny_synth, tmp_path / "a", *common)])
+    cut = cli_main(fit_args(tiny_synth, tmp_path / "b", *common), run=False)
     mid = tmp_path / "b" / "mid.ckpt"
     cut.trainer.callbacks.append(_CrashMidEpoch(6, mid))
     with pytest.raises(RuntimeError, match="node lost"):
         cut.trainer.fit(cut.model, cut.datamodule)
     assert load_checkpoint(mid)["calcidet_data_position"] == {"epoch": 1, "batches": 2}
-    resumed = cli_main(["fit", *_args(tiny_synth, tmp_path / "b", *common), "--ckpt_path", str(mid)])
+    resumed = cli_main(["fit", *fit_args(tiny_synth, tmp_path / "b", *common), "--ckpt_path", str(mid)])
     assert resumed.trainer.global_step == straight.trainer.global_step == 8
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
 
 
-def test_init_from_and_freeze_backbone(tiny_synth, tmp_path) -> None:
-    first = cli_main(["fit", *_args(tiny_synth, tmp_path / "pre", "--trainer.max_steps", "2")])
+def test_init_from_and_freeze_backbone(tiny_synth, fit_args, tmp_path) -> None:
+    first = cli_main(["fit", *fit_args(tiny_synth, tmp_path / "pre", "--trainer.max_steps", "2")])
     source = tmp_path / "pre" / "ckpt" / "last.ckpt"
-    tuned = cli_main(["fit", *_args(tiny_synth, tmp_path / "ft", "--trainer.max_steps", "2"),
+    tuned = cli_main(["fit", *fit_args(tiny_synth, tmp_path / "ft", "--trainer.max_steps", "2"),
                       "--model.init_from", str(source), "--model.freeze_backbone", "true"])
     before = first.model.model.net.backbone.state_dict()
     after = tuned.model.model.net.backbone.state_dict()
@@ -135,9 +117,9 @@ def test_batch_of_only_negative_images_trains(tmp_path) -> None:
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in module.parameters())
 
 
-def test_ddp_two_cpu_processes(tiny_synth, tmp_path) -> None:
+def test_ddp_two_cpu_processes(tiny_synth, fit_args, tmp_path) -> None:
     """`--trainer.strategy ddp --trainer.devices 2` on CPU (gloo) trains in two processes."""
-    cmd = [sys.executable, "-m", "train.cli", "fit", *_args(tiny_synth, tmp_path, "--trainer.max_steps", "2"),
+    cmd = [sys.executable, "-m", "train.cli", "fit", *fit_args(tiny_synth, tmp_path, "--trainer.max_steps", "2"),
            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -146,16 +128,16 @@ def test_ddp_two_cpu_processes(tiny_synth, tmp_path) -> None:
     assert "world_size: 2" in done.stderr or "GLOBAL_RANK: 1" in done.stderr + done.stdout
 
 
-def test_last_checkpoint_with_a_step_cadence_still_ends_at_the_end(tiny_synth, tmp_path) -> None:
+def test_last_checkpoint_with_a_step_cadence_still_ends_at_the_end(tiny_synth, fit_args, tmp_path) -> None:
     """every_n_train_steps=3 over 2 epochs of 4 steps: saves at 3 and 6, and after each validation (4, 8)."""
-    cli = cli_main(["fit", *_args(tiny_synth, tmp_path, "--trainer.max_epochs", "2", "--checkpoint.save_top_k", "0",
+    cli = cli_main(["fit", *fit_args(tiny_synth, tmp_path, "--trainer.max_epochs", "2", "--checkpoint.save_top_k", "0",
                                   "--last_checkpoint.every_n_train_steps", "3")])
     ckpt = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")
     assert ckpt["global_step"] == cli.trainer.global_step == 8
     assert ckpt["calcidet"]["operating_threshold"] == pytest.approx(cli.model.operating_threshold)
 
 
-def test_crop_training_runs_the_network_at_the_crop_size(tiny_synth, tmp_path) -> None:
+def test_crop_training_runs_the_network_at_the_crop_size(tiny_synth, fit_args, tmp_path) -> None:
     from model.module import CalcinosisDetector
 
     module = CalcinosisDetector(arch="fcos_tiny", image_size=128, crop_size=64)
@@ -172,7 +154,7 @@ def test_crop_training_runs_the_network_at_the_crop_size(tiny_synth, tmp_path) -
     assert seen[-1] == (96, 128)  # whole films still run at image_size (the resize is restored)
 
     # through the CLI: data.crop_size reaches the model and the checkpoint keeps the film size for detect
-    cli = cli_main(["fit", *_args(tiny_synth, tmp_path, "--trainer.max_steps", "2", "--data.crop_size", "64")])
+    cli = cli_main(["fit", *fit_args(tiny_synth, tmp_path, "--trainer.max_steps", "2", "--data.crop_size", "64")])
     assert cli.model.hparams.crop_size == 64
     ckpt = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")
     assert ckpt["calcidet"]["image_size"] == 128 and ckpt["hyper_parameters"]["crop_size"] == 64
