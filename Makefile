@@ -35,14 +35,16 @@ demo: $(STAMP)
 	rm -rf $(DEMO_OUT)/runs
 	$(BIN)/calcidet fit --config configs/demo.yaml
 	@# One detect run serves review (overlays at the operating threshold) and evaluation (every box >= 0.05).
+	@# ONNX Runtime: the same boxes as the torch backend (parity-tested), about twice as fast on a CPU.
 	$(BIN)/calcidet detect $(DEMO_OUT)/synth/test/images --checkpoint $(DEMO_OUT)/runs/checkpoints/last.ckpt \
-	  --output $(DEMO_OUT)/detect --overlays --overwrite --gt $(DEMO_OUT)/synth/test/annotations.json
+	  --output $(DEMO_OUT)/detect --overlays --overwrite --gt $(DEMO_OUT)/synth/test/annotations.json \
+	  --backend onnxruntime
 	@# Held-out real films: built from ../shared when it is there (a user's clone skips this line's set).
 	$(BIN)/python benchmarks/real_film_testset.py --out $(DEMO_OUT)/real_test
 	@# calcidet evaluate on both sets (the synthetic one from the detect run above), printed side by side.
 	$(BIN)/python benchmarks/generalization.py --checkpoint $(DEMO_OUT)/runs/checkpoints/last.ckpt \
 	  --set synthetic=$(DEMO_OUT)/synth/test --detections synthetic=$(DEMO_OUT)/detect \
-	  --set real=$(DEMO_OUT)/real_test --out $(DEMO_OUT)/report
+	  --set real=$(DEMO_OUT)/real_test --out $(DEMO_OUT)/report --backend onnxruntime
 	@echo
 	@echo "Synthetic data and previews: $(DEMO_OUT)/synth/, $(DEMO_OUT)/real/ (preview.png)"
 	@echo "Checkpoints:                 $(DEMO_OUT)/runs/checkpoints/ (last.ckpt, best-*.ckpt)"

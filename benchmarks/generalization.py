@@ -88,12 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, help="detect at this longest side (default: the training size)")
     ap.add_argument("--tta", action="store_true", help="detect with flipped inference too")
     ap.add_argument("--extra-sizes", type=int, nargs="+", default=[], help="detect at these sizes too (merged)")
+    ap.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                    help="detect's backend (onnxruntime: the same boxes, ~1.8x faster on a CPU)")
     args = ap.parse_args(argv)
     rows = []
     for spec in args.sets or DEFAULT_SETS:
         name, _, folder = spec.partition("=")
         extra = (["--image-size", str(args.image_size)] if args.image_size else []) + (["--tta"] if args.tta else [])
         extra += ["--extra-sizes", *map(str, args.extra_sizes)] if args.extra_sizes else []
+        extra += ["--backend", args.backend] if args.backend != "torch" else []
         reuse = dict(d.split("=", 1) for d in args.detections).get(name)
         row = _score(name, Path(folder), args.checkpoint, Path(args.out), args.score_floor, extra,
                      Path(reuse) if reuse else None)

@@ -7,7 +7,10 @@
 Used by ``calcidet synth --backgrounds`` (``data/synth.py``); the film model (intensity curve, blur,
 noise, where masses go) is ``data.synth_real``'s. Domain randomisation, per mass: diameter 3-30% of
 the film's short side (log-uniform, so half are under 9.5%: small masses are the hard case),
-density from barely visible to dense (log-uniform), lobule size (many small or a few big lobules),
+density from barely visible to dense (log-uniform, with a floor: a mass must brighten the film by at
+least ``MIN_CONTRAST`` where it is dense, else it is drawn denser, or left out where the film is
+saturated and cannot show it; a positive label no reader could see teaches the model to fire on
+plain soft tissue), lobule size (many small or a few big lobules),
 pattern (cloud, cystic rims, fluid-calcium levels), and how far it tucks against or over the bone.
 
 The label: a mass's COCO box is the extent of its own added attenuation at or above
@@ -29,6 +32,8 @@ DIAMETER_FRAC = (0.03, 0.30)  # of the film's short side, log-uniform
 DENSITY = (0.12, 1.6)  # multiplies ``render_calcinosis``'s density, log-uniform: barely visible to dense
 LOBULE = (0.08, 0.3)  # typical lobule radius / mass radius, log-uniform
 NEAR_BONE_MM = 20.0  # a mass's centre lies at most its radius plus this from bone
+MIN_CONTRAST = 0.04  # display units (~10 of 255 grey levels) at the mass's 90th percentile: barely visible
+MAX_BOOST = 6.0  # a faint draw is made at most this much denser to reach MIN_CONTRAST
 OVERSAMPLE, MAX_RENDER_PX = 3, 200  # draw masses up to 3x finer than the film (at most 200 px across)
 RENDER_BLUR_PX = 0.35  # blur the drawing already has on the film grid (area averaging, drawing blur)
 
@@ -79,6 +84,30 @@ def _contrast(film: np.ndarray, real: RealFilm, part: np.ndarray, where: tuple) 
     return round(float(np.percentile(lifted[dense], 90)), 4) if dense.any() else 0.0
 
 
+def boost_to_visible(film: np.ndarray, real: RealFilm, patch: np.ndarray, x0: int, y0: int) -> float | None:
+    """The factor (>= 1) that makes the patch reach ``MIN_CONTRAST`` on the film at (x0, y0), or None.
+
+    None where even ``MAX_BOOST`` does not show it (saturated film, or the patch off the film):
+    such a mass is not placed. Attenuation is linear in density, the display is not, so iterate.
+    """
+    h, w = film.shape
+    ph, pw = patch.shape
+    xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + pw, w), min(y0 + ph, h)
+    if xa >= xb or ya >= yb:
+        return None
+    where = np.s_[ya:yb, xa:xb]
+    part = patch[ya - y0:yb - y0, xa - x0:xb - x0]
+    boost = 1.0
+    for _ in range(4):
+        c = _contrast(film, real, boost * part, where)
+        if c >= MIN_CONTRAST:
+            return boost
+        if boost >= MAX_BOOST:
+            return None
+        boost = min(MAX_BOOST, boost * 1.15 * MIN_CONTRAST / max(c, 1e-4))
+    return boost if _contrast(film, real, boost * part, where) >= MIN_CONTRAST else None
+
+
 def _place_masses(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_lesions: int,
                   delta: np.ndarray) -> tuple[list[dict], np.ndarray]:
     """Masses into ``delta`` (in place); returns their records and the working-resolution busy mask."""
@@ -109,6 +138,10 @@ def _place_masses(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_
         patch = render_mass(rng, real, frac * short, pattern, density, float(np.exp(rng.uniform(*np.log(LOBULE)))))
         x0 = int(round(centre[0] * scale)) - patch.shape[1] // 2
         y0 = int(round(centre[1] * scale)) - patch.shape[0] // 2
+        boost = boost_to_visible(film, real, patch, x0, y0)
+        if boost is None:
+            continue
+        patch, density = patch * boost, density * boost
         placed = place_patch(delta, patch, x0, y0)
         if placed is None:
             continue

@@ -16,7 +16,14 @@ import pytest
 from data.readers import read_radiograph
 from data.synth import synthesize
 from data.synth_backgrounds import CATEGORY_JOINTS, list_backgrounds
-from data.synth_insert import BOX_DENSITY_FRACTION, insert_into_film, place_patch, render_mass
+from data.synth_insert import (
+    BOX_DENSITY_FRACTION,
+    MIN_CONTRAST,
+    boost_to_visible,
+    insert_into_film,
+    place_patch,
+    render_mass,
+)
 from data.synth_placement import placement_weight
 from data.synth_real import add_attenuation, analyse_film, to_logit
 
@@ -78,6 +85,29 @@ def test_box_is_the_inserted_mass_above_the_stated_density(name: str) -> None:
     assert (out[delta == 0] == film[delta == 0]).all()  # untouched outside the mass
 
 
+def test_a_faint_mass_is_drawn_denser_until_it_shows_or_left_out_where_the_film_is_saturated() -> None:
+    film = read_radiograph(FILMS / "hand_wrist_forearm/IMG0000359.jpg").image
+    real = analyse_film(film, np.random.default_rng(0))
+    # The faintest density the generator draws, on the forearm's soft tissue.
+    faint = render_mass(np.random.default_rng(1), real, 0.08 * min(film.shape), "cloud", 0.12, 0.15)
+    h, w = film.shape
+    x0, y0 = w // 2 - faint.shape[1] // 2, h // 2 - faint.shape[0] // 2
+
+    def shown(patch: np.ndarray, on: np.ndarray) -> float:  # what a reader sees: display lift, no noise
+        delta = np.zeros(on.shape, np.float32)
+        place_patch(delta, patch, x0, y0)
+        lift = add_attenuation(on, real, delta) - on
+        return float(np.percentile(lift[delta >= BOX_DENSITY_FRACTION * patch.max()], 90))
+
+    assert shown(faint, film) < MIN_CONTRAST  # the draw alone would be invisible
+    boost = boost_to_visible(film, real, faint, x0, y0)
+    assert boost is not None and boost > 1.0
+    assert MIN_CONTRAST <= shown(boost * faint, film) < 2 * MIN_CONTRAST  # barely visible, not dense
+    burnt = film.copy()
+    burnt[y0:y0 + faint.shape[0], x0:x0 + faint.shape[1]] = 1.0  # saturated white: nothing can show
+    assert boost_to_visible(burnt, real, faint, x0, y0) is None
+
+
 def test_placement_never_inside_a_bone_ring_or_outside_the_body() -> None:
     # A synthetic pelvis-like mask: a body, a bone ring with soft tissue inside, a long bone beside it.
     body = np.zeros((200, 240), bool)
@@ -112,7 +142,7 @@ def test_joint_and_view_come_from_the_manifest(tmp_path: Path) -> None:
     for a in coco["annotations"]:
         attrs = a["attributes"]
         assert {"pattern", "diameter_mm", "diameter_frac", "contrast"} <= set(attrs)
-        assert 0.03 * 0.99 <= attrs["diameter_frac"] <= 0.30
+        assert 0.03 * 0.99 <= attrs["diameter_frac"] <= 0.30 and attrs["contrast"] >= MIN_CONTRAST
 
 
 def test_heldout_role_selects_only_heldout_films() -> None:
