@@ -10,6 +10,7 @@ unlabelled look-alikes (``images[].distractors``) as thin dashed orange boxes wi
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 
 from data.readers import RadiographReadError, read_radiograph
 
+log = logging.getLogger("calcidet")
 LESION, LOOKALIKE, TEXT = (60, 220, 60), (0, 150, 255), (255, 255, 120)  # BGR
 
 
@@ -50,7 +52,7 @@ def _tile(item: dict[str, Any], tile: int, show_distractors: bool) -> np.ndarray
         film = item["image"] if "image" in item else read_radiograph(item["path"]).image
     except RadiographReadError as exc:
         cv2.putText(cell, "unreadable", (6, tile // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 255), 1, cv2.LINE_AA)
-        print(f"preview: {exc}")
+        log.warning("preview: %s", exc)
         return cell
     scale = tile / max(film.shape)
     small = cv2.resize(film, (max(1, round(film.shape[1] * scale)), max(1, round(film.shape[0] * scale))),

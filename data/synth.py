@@ -21,6 +21,7 @@ JPEG, 16-bit TIFF, DICOM with MONOCHROME1/2, 10-16 stored bits and rescale).
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import time
@@ -39,6 +40,7 @@ from data.synth_lesions import insert_findings
 from data.synth_real import analyse_film
 from data.synth_writers import FORMAT_WEIGHTS, FORMATS, write_image
 
+log = logging.getLogger("calcidet")
 GENERATOR_VERSION = "2.0"
 NEGATIVE_SHARE = 0.37  # films without calcinosis
 LESION_COUNTS, LESION_COUNT_WEIGHTS = (1, 2, 3), (0.72, 0.2, 0.08)
@@ -262,7 +264,7 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
         workers: processes (default: CPU count).
         dicom_fraction: share of films written as DICOM.
         size_range: longest side of procedural films, px (min, max).
-        verbose: print the throughput at the end.
+        verbose: log the throughput at the end (info level of the ``calcidet`` logger).
 
     Returns:
         Counts and timing of what was written.
@@ -305,6 +307,6 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
     negatives = sum(1 for r in records if not r["lesions"])
     report = SynthReport(out, n, len(annotations), negatives, time.perf_counter() - start)
     if verbose:
-        print(f"{n} images in {report.seconds:.1f} s ({report.images_per_s:.2f} images/s): "
-              f"{len(annotations)} lesions, {negatives} negatives -> {report.annotations}")
+        log.info("%d images in %.1f s (%.2f images/s): %d lesions, %d negatives -> %s", n, report.seconds,
+                 report.images_per_s, len(annotations), negatives, report.annotations)
     return report

@@ -12,6 +12,7 @@ detect`` uses unless told otherwise.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -21,13 +22,14 @@ from typing import Any, Literal, get_args
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
-from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from model.builder import Arch, build_detector
 from model.inference import DEFAULT_THRESHOLD, CalcinosisPredictor, Detections
 from model.metrics import ImageResult, detection_metrics, froc_curve, threshold_at_fp_rate
+
+log = logging.getLogger("calcidet")
 
 # Choices as types: LightningCLI lists them in --help and rejects a typo when the config is parsed.
 Optimizer = Literal["adamw", "sgd"]
@@ -127,8 +129,8 @@ class CalcinosisDetector(pl.LightningModule):
         self.model.load_state_dict(fitting, strict=False)
         skipped = sorted(set(own) - set(fitting))
         if skipped:
-            print(f"init_from {path}: {len(fitting)} tensors loaded, {len(skipped)} kept fresh "
-                  f"(e.g. {skipped[:3]})")
+            log.info("init_from %s: %d tensors loaded, %d kept fresh (e.g. %s)", path, len(fitting),
+                     len(skipped), skipped[:3])
 
     @property
     def inference_model(self) -> nn.Module:
@@ -194,7 +196,7 @@ class CalcinosisDetector(pl.LightningModule):
 
     def on_fit_end(self) -> None:
         seconds = time.monotonic() - self._fit_started
-        rank_zero_info(f"calcidet: training took {seconds:.0f} s ({self.global_step} optimiser steps)")
+        log.info("training took %.0f s (%d optimiser steps)", seconds, self.global_step)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is not None:

@@ -48,7 +48,7 @@ def test_export_images_writes_what_the_model_sees(tmp_path, capsys, bits: int, d
     assert calcidet(["export-images", str(films), "--output", str(out), "--bits", str(bits)]) == 0
 
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("calcidet export-images: skipped broken.png: ")
+    assert len(err) == 1 and err[0].startswith("calcidet: WARNING: export-images: skipped broken.png: ")
     for source, png in [("a/knee.png", "a/knee.png"), ("b/hip.tif", "b/hip.png"), ("ankle.dcm", "ankle.png")]:
         written = cv2.imread(str(out / png), cv2.IMREAD_UNCHANGED)
         expected = np.rint(read_radiograph(films / source).image * (2**bits - 1)).astype(dtype)

@@ -8,11 +8,13 @@ writes ``last.ckpt`` into the checkpoint folder, so that the requeued job resume
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.utilities import rank_zero_info
+
+log = logging.getLogger("calcidet")
 
 
 class CheckpointOnSigterm(Callback):
@@ -25,8 +27,8 @@ class CheckpointOnSigterm(Callback):
         folder = Path(ckpt_cb.dirpath) if ckpt_cb else Path(trainer.default_root_dir) / "checkpoints"
         path = folder / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
         trainer.save_checkpoint(path)  # collective: every rank calls it, rank 0 writes
-        rank_zero_info(f"calcidet: SIGTERM received at step {trainer.global_step}; saved {path} and stopping. "
-                       f"Resume with --ckpt_path last.")
+        log.info("SIGTERM received at step %d; saved %s and stopping. Resume with --ckpt_path last.",
+                 trainer.global_step, path)
 
 
 class DataPosition(Callback):

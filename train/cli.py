@@ -15,6 +15,9 @@
 
 fit/validate/test are LightningCLI subcommands: configs layer with repeated ``--config`` (last wins)
 and any value can be overridden on the command line (``--trainer.max_epochs 3``).
+
+Every subcommand takes ``-q``/``--quiet`` (warnings only) and ``-v``/``--verbose`` (debug lines), anywhere
+on the line. Logs go to stderr, from rank 0 only under DDP; results go to stdout.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from pytorch_lightning.utilities import rank_zero_warn  # noqa: E402
 from data.datamodule import CalcinosisDataModule  # noqa: E402
 from model.module import CalcinosisDetector  # noqa: E402
 from train.callbacks import CheckpointOnSigterm, DataPosition, LastCheckpoint  # noqa: E402
+from train.logs import setup_logging  # noqa: E402
 
 TOOLS = ("synth", "detect", "evaluate", "export-images", "convert", "split", "export", "report")
+VERBOSITY = {"-v": 1, "--verbose": 1, "-q": -1, "--quiet": -1}
 
 
 def _default_loggers() -> list[dict]:
@@ -111,8 +116,24 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> CalcidetCLI:
     )
 
 
+def take_verbosity(argv: list[str]) -> tuple[int, list[str]]:
+    """Remove ``-v``/``-q`` (and long forms) from ``argv``, wherever they are before a ``--``.
+
+    Taken here, once, so that every subcommand has them and neither the argparse tools nor
+    LightningCLI need to know about them.
+
+    Returns:
+        The verbosity (-1 quiet, 0 default, 1 verbose; the last flag wins) and the remaining arguments.
+    """
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [a for a in argv[:end] if a in VERBOSITY]
+    rest = [a for a in argv[:end] if a not in VERBOSITY] + argv[end:]
+    return (VERBOSITY[flags[-1]] if flags else 0), rest
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    verbosity, argv = take_verbosity(list(sys.argv[1:] if argv is None else argv))
+    setup_logging(verbosity)
     if argv and argv[0] in TOOLS:
         import importlib
 
@@ -132,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         if not argv:
             return 2
-    cli_main(None if argv == sys.argv[1:] else argv)  # None: LightningCLI reads sys.argv itself
+    # None: LightningCLI reads sys.argv itself. DDP relaunches ranks from sys.argv, which still holds
+    # -v/-q, so every rank sets its own level the same way.
+    cli_main(None if argv == sys.argv[1:] else argv)
     return 0
 
 

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             film = read_radiograph(path)
         except RadiographReadError as exc:
-            print(f"calcidet export-images: skipped {name}: {exc.reason}", file=sys.stderr)
+            log.warning("export-images: skipped %s: %s", name, exc.reason)
             skipped += 1
             continue
         target = png_path(out, name, taken)
