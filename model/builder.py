@@ -37,6 +37,7 @@ from torchvision.models.detection import (
 )
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.fcos import FCOSHead
 
 from model.backbones import EfficientNetLiteFPN, TinyResNetFPN
 from model.efficientnet_lite import LITE0_MEAN, LITE0_STD, lite0_weights_path, load_lite0_weights
@@ -65,11 +66,9 @@ def _light_fcos(backbone: nn.Module, num_classes: int, **kwargs: Any) -> FCOS:
     # One "anchor" per location whose size is the level's stride: FCOS uses it only to assign boxes
     # to pyramid levels (max side distance in [4, 8] x size), so strides 8/16/32 cover 0-inf px.
     anchors = AnchorGenerator(sizes=((8,), (16,), (32,)), aspect_ratios=((1.0,),) * 3)
-    model = FCOS(backbone, num_classes=num_classes, anchor_generator=anchors, **kwargs)
     # Two head convolutions instead of four: the head dominates FLOPs at 64 channels on three levels.
-    for branch in (model.head.classification_head, model.head.regression_head):
-        branch.conv = branch.conv[:6]
-    return model
+    head = FCOSHead(backbone.out_channels, num_anchors=1, num_classes=num_classes, num_convs=2)
+    return FCOS(backbone, num_classes=num_classes, anchor_generator=anchors, head=head, **kwargs)
 
 
 def _fcos_tiny(*, num_classes: int, **kwargs: Any) -> FCOS:

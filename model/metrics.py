@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 from torchmetrics.functional.classification import binary_auroc
 from torchvision.ops import box_iou
 
@@ -149,9 +151,6 @@ def coco_eval(results: list[ImageResult]) -> Any:
     Returns None when there is no ground-truth box (AP undefined) and ``False`` when there are boxes
     but no detections (AP 0): pycocotools cannot evaluate an empty result set.
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     images, anns, dets = [], [], []
     for r in results:
         images.append({"id": int(r.image_id), "width": 1, "height": 1})
@@ -272,32 +271,19 @@ def bootstrap_detection_metrics(results: list[ImageResult], hit_iou: float = 0.3
     resamples and the same numbers as ``bootstrap_ci(results, partial(detection_metrics, hit_iou=...))``
     up to the order of tied scores, at about a tenth of the cost.
     """
-    import copy
-
     hits = [(*_hits(r, hit_iou), len(r.gt_boxes)) for r in results]
     ev = coco_eval(results)
-    if ev:  # keep area "all" and the most detections only: what map and map_50 read
-        I0, A0 = len(ev._paramsEval.imgIds), len(ev._paramsEval.areaRng)
-        position = {img_id: i for i, img_id in enumerate(ev._paramsEval.imgIds)}
-        rows = [position[int(r.image_id)] for r in results]
+    resampled = _ResampledCOCOeval(ev, [int(r.image_id) for r in results]) if ev else None
     samples: dict[str, list[float]] = {}
     for picks in _resamples(len(results), n, seed):
         out = {"map": math.nan, "map_50": math.nan}
         if sum(hits[j][2] for j in picks) == 0:
             pass  # no lesion drawn: AP undefined, as coco_ap says
-        elif not ev:
+        elif resampled is None:
             out = {"map": 0.0, "map_50": 0.0}
         else:
-            params = copy.copy(ev._paramsEval)
-            params.imgIds, params.areaRng, params.areaRngLbl = list(range(len(picks))), params.areaRng[:1], ["all"]
-            params.maxDets = params.maxDets[-1:]
-            sample = copy.copy(ev)
-            sample.params, sample._paramsEval = params, copy.copy(params)
-            sample.evalImgs = [ev.evalImgs[k * A0 * I0 + rows[j]] for k in range(len(params.catIds)) for j in picks]
-            with contextlib.redirect_stdout(io.StringIO()):
-                sample.accumulate()
-            prec = sample.eval["precision"][:, :, :, 0, 0]
-            t50 = int(np.argmin(np.abs(params.iouThrs - 0.5)))
+            prec = resampled.precision(picks)
+            t50 = int(np.argmin(np.abs(resampled.params.iouThrs - 0.5)))
             out = {"map": float(max(prec[prec > -1].mean(), 0.0)) if (prec > -1).any() else 0.0,
                    "map_50": float(max(prec[t50][prec[t50] > -1].mean(), 0.0)) if (prec[t50] > -1).any() else 0.0}
         curve = froc_from_hits([hits[j] for j in picks], FROC_RATES)
@@ -308,3 +294,44 @@ def bootstrap_detection_metrics(results: list[ImageResult], hit_iou: float = 0.3
         for key, value in out.items():
             samples.setdefault(key, []).append(value)
     return _percentile_intervals(samples, n, level)
+
+
+class _ResampledCOCOeval(COCOeval):
+    """``COCOeval`` over a resample of the images that ``source`` has already evaluated.
+
+    Public ``COCOeval`` API only: ``evaluate()`` does pycocotools' own bookkeeping over fresh image ids
+    (one per draw, so an image drawn twice counts twice), and the two per-pair methods it calls,
+    ``computeIoU`` and ``evaluateImg``, are overridden to hand back ``source``'s per-image results
+    instead of matching boxes again; ``accumulate()`` is pycocotools' own. Area "all" and the most
+    detections only: what ``map`` and ``map_50`` read. tests/test_library_shims.py checks that an
+    unchanged resample reproduces ``source``'s precision, so a pycocotools that stops calling these
+    methods fails there.
+    """
+
+    def __init__(self, source: COCOeval, image_ids: list[int]) -> None:
+        super().__init__(source.cocoGt, source.cocoDt, "bbox")
+        sp = source.params
+        area, max_det = sp.areaRng[sp.areaRngLbl.index("all")], max(sp.maxDets)
+        self.per_image = {(img, cat): source.evaluateImg(img, cat, area, max_det)
+                          for img in image_ids for cat in sp.catIds}
+        self.image_ids = image_ids
+        # Draw ids above every real one: COCO holds no annotation for them to load.
+        self.first_id = max([*image_ids, *source.cocoGt.getImgIds()]) + 1
+        self.params.catIds, self.params.areaRng, self.params.areaRngLbl = list(sp.catIds), [area], ["all"]
+        self.params.maxDets, self.params.iouThrs = [max_det], sp.iouThrs
+        self.draws: dict[int, int] = {}
+
+    def computeIoU(self, imgId: int, catId: int) -> None:  # pycocotools' method names
+        return None  # evaluateImg below needs no IoU: the source matched these boxes already
+
+    def evaluateImg(self, imgId: int, catId: int, aRng: list, maxDet: int) -> dict | None:
+        return self.per_image[self.draws[int(imgId)], catId]
+
+    def precision(self, picks: np.ndarray) -> np.ndarray:
+        """pycocotools' interpolated precision ``[T, R, K]`` of the images at positions ``picks``."""
+        self.draws = {self.first_id + k: self.image_ids[j] for k, j in enumerate(picks)}
+        self.params.imgIds = list(self.draws)
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress chatter
+            self.evaluate()
+            self.accumulate()
+        return self.eval["precision"][:, :, :, 0, 0]

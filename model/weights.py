@@ -66,7 +66,7 @@ def ensure_available(weights: WeightsEnum, allow_download: bool) -> None:
     path = cached_weights_path(weights)
     if path.is_file() or allow_download:
         return
-    enum_name = f"{type(weights).__name__}.{weights._name_}"
+    enum_name = f"{type(weights).__name__}.{weights.name}"
     raise WeightsUnavailableError(
         f"pretrained weights {enum_name} are not on this machine and downloads are off.\n"
         f"  needed file: {path}\n"

@@ -39,6 +39,17 @@ def test_negative_images_train_with_zero_box_loss(arch: str) -> None:
     total.backward()  # the classification loss still teaches "nothing here"
 
 
+@pytest.mark.parametrize("arch", ["fcos_tiny", "fcos_efficientnet_lite0"])
+def test_light_fcos_heads_have_two_convolutions_under_the_saved_keys(arch: str) -> None:
+    """Two convolutions (each with GroupNorm and ReLU) per branch, keyed as checkpoints already hold them."""
+    head = build_detector(arch=arch, min_size=128, max_size=128).net.head
+    for branch in (head.classification_head, head.regression_head):
+        assert [type(m).__name__ for m in branch.conv] == ["Conv2d", "GroupNorm", "ReLU"] * 2
+    keys = {k for k in head.state_dict() if ".conv." in k}
+    assert keys == {f"{b}.conv.{i}.{p}" for b in ("classification_head", "regression_head")
+                    for i in (0, 1, 3, 4) for p in ("weight", "bias")}
+
+
 def test_unknown_arch_names_the_choices() -> None:
     with pytest.raises(ValueError, match="fcos_tiny"):
         build_detector(arch="yolo")
@@ -51,6 +62,7 @@ def test_missing_pretrained_weights_offline_names_file_and_fix(tmp_path, monkeyp
     msg = str(err.value)
     assert "fasterrcnn_resnet50_fpn_v2_coco" in msg and str(tmp_path) in msg
     assert "get_state_dict" in msg and "weights=null" in msg
+    assert "get_weight('FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1')" in msg  # a name get_weight takes
 
 
 def test_scratch_arch_refuses_weights() -> None:
