@@ -30,7 +30,7 @@ demo: $(STAMP)
 	@test -f $(DEMO_OUT)/synth/train/annotations.json || $(SYNTH) --out $(DEMO_OUT)/synth/train --n 560 --seed 1 --max-size 1600
 	@test -f $(DEMO_OUT)/synth/val/annotations.json || $(SYNTH) --out $(DEMO_OUT)/synth/val --n 100 --seed 2 --max-size 1600
 	@test -f $(DEMO_OUT)/synth/test/annotations.json || $(SYNTH) --out $(DEMO_OUT)/synth/test --n 200 --seed 3 --max-size 1600 --preview $(DEMO_OUT)/synth/test/preview.png
-	@test -f $(DEMO_OUT)/real/train/annotations.json || $(SYNTH) --out $(DEMO_OUT)/real/train --n 560 --seed 11 --backgrounds $(REAL_FILMS) --background-role train --preview $(DEMO_OUT)/real/train/preview.png
+	@test -f $(DEMO_OUT)/real/train/annotations.json || $(SYNTH) --out $(DEMO_OUT)/real/train --n 1120 --seed 11 --backgrounds $(REAL_FILMS) --background-role train --preview $(DEMO_OUT)/real/train/preview.png
 	@test -f $(DEMO_OUT)/real/val/annotations.json || $(SYNTH) --out $(DEMO_OUT)/real/val --n 100 --seed 12 --backgrounds $(REAL_FILMS) --background-role val
 	rm -rf $(DEMO_OUT)/runs
 	$(BIN)/calcidet fit --config configs/demo.yaml
