@@ -179,8 +179,9 @@ class CalcinosisPredictor:
         results = []
         for out, img, size in zip(outputs, batch, original_sizes):
             boxes = scale_boxes(out["boxes"].float(), tuple(img.shape[-2:]), tuple(size))
-            # Boxes clipped flat against the border have no area: they find nothing and mean nothing.
-            keep = (out["scores"] >= min_score) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            # Boxes clipped flat against the border, or under a pixel across, outline nothing (and
+            # torchvision's NMS treats such slivers differently with more or fewer boxes around).
+            keep = (out["scores"] >= min_score) & (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
             results.append(Detections(boxes[keep].cpu().numpy().astype(np.float32),
                                       out["scores"][keep].float().cpu().numpy(),
                                       out["labels"][keep].cpu().numpy().astype(np.int64)))

@@ -119,12 +119,32 @@ def export_onnx(model: RadiographDetector, path: str | Path, image_size: int,
         torch.onnx.export(part, (example,), buffer, input_names=["images"], output_names=names,
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     proto = onnx.load_from_string(buffer.getvalue())
+    meta = {"image_size": image_size, "head_outputs": keys, **(metadata or {})}
+    if not _sizes_are_dynamic(part, buffer.getvalue(), side):
+        # Some backbones trace with their input sides baked in (EfficientNet's TF-"SAME" padding):
+        # the graph then only reads a side x side batch, and the runtime pads every batch to it.
+        meta["fixed_side"] = side
     entry = proto.metadata_props.add()
-    entry.key, entry.value = "calcidet", json.dumps({"image_size": image_size, "head_outputs": keys, **(metadata or {})})
+    entry.key, entry.value = "calcidet", json.dumps(meta)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(path))
     return path
+
+
+def _sizes_are_dynamic(part: nn.Module, graph: bytes, side: int) -> bool:
+    """Whether the graph gives the eager outputs' shapes on a non-square batch, not only on the example's."""
+    import onnxruntime as ort
+
+    probe = torch.rand(1, 3, side, max(side - 64, 32))
+    with torch.no_grad():
+        want = [tuple(t.shape) for t in part(probe)]
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    try:
+        got = [tuple(v.shape) for v in session.run(None, {"images": probe.numpy()})]
+    except Exception:  # noqa: BLE001 - a graph that refuses other sides outright is not dynamic either
+        return False
+    return got == want
 
 
 def onnx_metadata(path: str | Path) -> dict[str, Any]:
@@ -138,8 +158,9 @@ def onnx_metadata(path: str | Path) -> dict[str, Any]:
 class OnnxBackbone(nn.Module):
     """Runs the exported graph; returns the level channels as "features", keeps the head outputs."""
 
-    def __init__(self, onnx_path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, onnx_path: str | Path, threads: int | None = None, fixed_side: int | None = None) -> None:
         super().__init__()
+        self.fixed_side = fixed_side
         self.onnx_bytes = Path(onnx_path).read_bytes()  # read now: the file may be a temporary one
         self.threads = threads
         self.session: Any = None  # opened on first use, with the threads torch has then
@@ -153,6 +174,9 @@ class OnnxBackbone(nn.Module):
             options.intra_op_num_threads = self.threads or torch.get_num_threads()
             options.inter_op_num_threads = 1
             self.session = ort.InferenceSession(self.onnx_bytes, options, providers=["CPUExecutionProvider"])
+        if self.fixed_side and tuple(images.shape[-2:]) != (self.fixed_side, self.fixed_side):
+            raise ValueError(f"this ONNX graph reads {self.fixed_side} x {self.fixed_side} batches only, got "
+                             f"{tuple(images.shape[-2:])}: export it again with --image-size for this size")
         names = [o.name for o in self.session.get_outputs()]
         values = self.session.run(None, {"images": images.detach().float().contiguous().cpu().numpy()})
         out = {n: torch.from_numpy(v).to(images.device) for n, v in zip(names, values)}
@@ -199,7 +223,10 @@ def onnx_runtime_detector(model: RadiographDetector, onnx_path: str | Path,
         net.backbone = backbone
         if dense:
             net.head = head
-    ort_model.net.backbone = OnnxBackbone(onnx_path, threads)
+    fixed = onnx_metadata(onnx_path).get("fixed_side")
+    ort_model.net.backbone = OnnxBackbone(onnx_path, threads, fixed)
+    if fixed:  # torchvision pads each batch to a multiple of this: films up to it become fixed x fixed
+        ort_model.net.transform.size_divisible = fixed
     if dense:
         ort_model.net.head = StashedHead(ort_model.net.backbone)
     return ort_model.eval()

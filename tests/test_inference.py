@@ -39,8 +39,8 @@ def test_extra_sizes_map_back_to_original_pixels_and_restore_the_model() -> None
 
 def test_boxes_clipped_flat_against_the_border_are_never_returned() -> None:
     # Every location predicts a box reaching 0.2 strides each way. Locations in the batch padding
-    # beyond the film's right edge (200 px wide -> 86 px at 128, padded to 96) then give boxes that
-    # lie wholly outside it; torchvision clips them to zero width at the border.
+    # beyond the film's right edge (86 px wide, padded to 96; the network's own size, so no resize)
+    # then give boxes that lie wholly outside it; torchvision clips them to zero width at the border.
     predictor = _predictor()
     net = predictor.model.net
     net.topk_candidates = net.detections_per_img = 100_000  # every location, not the top 100
@@ -48,10 +48,10 @@ def test_boxes_clipped_flat_against_the_border_are_never_returned() -> None:
     with torch.no_grad():
         reg.weight.zero_()
         reg.bias.fill_(0.2)
-    film = np.random.default_rng(2).random((300, 200), dtype=np.float32)
+    film = np.random.default_rng(2).random((128, 86), dtype=np.float32)
     raw = predictor.model([torch.from_numpy(film)[None]])[0]["boxes"]
-    flat = (raw[:, 2] <= raw[:, 0]) | (raw[:, 3] <= raw[:, 1])
+    flat = (raw[:, 2] - raw[:, 0] < 1) | (raw[:, 3] - raw[:, 1] < 1)
     assert flat.sum() > 0 and (~flat).sum() > 0  # the case occurs, next to ordinary boxes
     found = predictor([film])[0]
     assert len(found) == int((~flat).sum())
-    assert (found.boxes[:, 2] > found.boxes[:, 0]).all() and (found.boxes[:, 3] > found.boxes[:, 1]).all()
+    assert (found.boxes[:, 2] - found.boxes[:, 0] >= 1).all() and (found.boxes[:, 3] - found.boxes[:, 1] >= 1).all()
