@@ -78,7 +78,7 @@ def _assert_clean_failure(done: subprocess.CompletedProcess, out: Path, names: s
 def test_full_disk_stops_cleanly_and_a_rerun_completes(full: str, tmp_path, request) -> None:
     images = tmp_path / "images"
     images.mkdir()
-    for i in range(6):
+    for i in range(16):  # enough boxes from an untrained network that the outputs outgrow LIMIT
         (images / f"film{i}.png").write_bytes(encode(".png", noise_image(96, 96, seed=i)))
     checkpoint = write_untrained_checkpoint(tmp_path / "untrained.ckpt")
     straight = tmp_path / "straight"
