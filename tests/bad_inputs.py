@@ -413,3 +413,23 @@ def write_untrained_checkpoint(path: str | Path, image_size: int = 64, seed: int
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": state, "calcidet": meta, "epoch": 0, "global_step": 0}, path)
     return path
+
+
+def random_results(seed: int, n: int, two_classes: bool = False, first_id: int = 1, id_step: int = 1) -> list:
+    """``n`` ``model.metrics.ImageResult``: 0-2 lesions each, found with 4 px jitter, plus 2 random boxes.
+
+    ``two_classes`` labels lesions and boxes 1 or 2 at random (per-class results must stay apart).
+    """
+    from model.metrics import ImageResult
+
+    rng = np.random.default_rng(seed)
+    results = []
+    for i in range(n):
+        corners = rng.uniform(0, 200, (int(rng.integers(0, 3)), 2))
+        gt = np.c_[corners, corners + 40].astype(np.float32)
+        dets = np.r_[gt + rng.normal(0, 4, gt.shape), np.c_[c := rng.uniform(0, 200, (2, 2)), c + 30]]
+        labels = rng.integers(1, 3, len(dets)) if two_classes else None
+        scores = rng.uniform(0, 1, len(dets)).astype(np.float32)
+        extra = {"gt_labels": labels[: len(gt)], "labels": labels} if two_classes else {}
+        results.append(ImageResult(first_id + id_step * i, gt, dets.astype(np.float32), scores, **extra))
+    return results

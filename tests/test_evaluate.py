@@ -21,6 +21,7 @@ from model.metrics import (
     detection_metrics,
     pr_curve,
 )
+from tests.bad_inputs import random_results
 from train.detect_cmd import main as detect_main
 from train.evaluate_cmd import main as evaluate_main
 from train.evaluate_cmd import match_names
@@ -99,14 +100,7 @@ def test_evaluate_refuses_unrelated_names(tmp_path, capsys) -> None:
 
 
 def _random_results(seed: int, n: int = 30) -> list[ImageResult]:
-    rng = np.random.default_rng(seed)
-    results = []
-    for i in range(n):
-        corners = rng.uniform(0, 200, (int(rng.integers(0, 3)), 2))
-        gt = np.c_[corners, corners + 40].astype(np.float32)
-        dets = np.r_[gt + rng.normal(0, 4, gt.shape), np.c_[c := rng.uniform(0, 200, (2, 2)), c + 30]]
-        results.append(ImageResult(i + 1, gt, dets.astype(np.float32), rng.uniform(0, 1, len(dets)).astype(np.float32)))
-    return results
+    return random_results(seed, n)
 
 
 def test_fast_bootstrap_equals_resampling_detection_metrics() -> None:

@@ -19,6 +19,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.demos.boring_classes import BoringModel
 
 from model.metrics import ImageResult, _ResampledCOCOeval, coco_ap, coco_eval
+from tests.bad_inputs import random_results
 from train.callbacks import LastCheckpoint
 
 
@@ -41,17 +42,7 @@ def test_last_checkpoint_with_steps_saves_after_each_validation_too(tmp_path) ->
 
 
 def _results(seed: int, n: int = 25) -> list[ImageResult]:
-    rng = np.random.default_rng(seed)
-    results = []
-    for i in range(n):
-        corners = rng.uniform(0, 200, (int(rng.integers(0, 3)), 2))
-        gt = np.c_[corners, corners + 40].astype(np.float32)
-        dets = np.r_[gt + rng.normal(0, 4, gt.shape), np.c_[c := rng.uniform(0, 200, (2, 2)), c + 30]]
-        labels = rng.integers(1, 3, len(dets))  # two classes: per-class results must stay apart
-        results.append(ImageResult(10 * i + 3, gt, dets.astype(np.float32),
-                                   rng.uniform(0, 1, len(dets)).astype(np.float32),
-                                   gt_labels=labels[: len(gt)], labels=labels))
-    return results
+    return random_results(seed, n, two_classes=True, first_id=3, id_step=10)
 
 
 def test_resampled_cocoeval_reproduces_pycocotools_without_matching_again() -> None:

@@ -14,16 +14,21 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 
+def _eager_and_exported(arch: str, size: int, path) -> tuple[CalcinosisPredictor, CalcinosisPredictor, dict]:
+    """An untrained predictor reporting every box, its ONNX Runtime twin, and the export's metadata."""
+    torch.manual_seed(0)
+    model = build_detector(arch=arch, num_classes=2, min_size=size, max_size=size, score_thresh=0.0)
+    eager = CalcinosisPredictor(model.eval(), size, threshold=0.0, class_names=["calcinosis"])
+    export_onnx(eager.model, path, size, {"arch": arch})
+    ort = CalcinosisPredictor(onnx_runtime_detector(eager.model, path), size, threshold=0.0,
+                              class_names=["calcinosis"])
+    return eager, ort, onnx_metadata(path)
+
+
 @pytest.mark.slow
 def test_faster_rcnn_runs_in_onnx_runtime_with_the_eager_boxes(tmp_path) -> None:
-    torch.manual_seed(0)
-    model = build_detector(arch="fasterrcnn_mobilenet_v3_large_fpn", num_classes=2, min_size=320, max_size=320,
-                           score_thresh=0.0)
-    eager = CalcinosisPredictor(model.eval(), 320, threshold=0.0, class_names=["calcinosis"])
-    path = export_onnx(eager.model, tmp_path / "rcnn.onnx", 320, {"arch": model.arch})
-    assert onnx_metadata(path)["head_outputs"] == []  # features only: both stages stay in Python
-    ort = CalcinosisPredictor(onnx_runtime_detector(eager.model, path), 320, threshold=0.0,
-                              class_names=["calcinosis"])
+    eager, ort, meta = _eager_and_exported("fasterrcnn_mobilenet_v3_large_fpn", 320, tmp_path / "rcnn.onnx")
+    assert meta["head_outputs"] == []  # features only: both stages stay in Python
     assert type(eager.model.net.backbone).__name__ != "OnnxBackbone"  # the eager model is left whole
     rng = np.random.default_rng(0)
     films = [rng.random((500, 380), dtype=np.float32), rng.random((400, 400), dtype=np.float32)]
@@ -38,14 +43,8 @@ def test_faster_rcnn_runs_in_onnx_runtime_with_the_eager_boxes(tmp_path) -> None
 def test_a_backbone_traced_at_fixed_sides_still_finds_the_eager_boxes_on_non_square_films(tmp_path) -> None:
     # EfficientNet-Lite0's TF-"SAME" padding bakes the example's sides into the graph: the runtime
     # must pad every batch to them, or the outputs belong to another grid and boxes land elsewhere.
-    torch.manual_seed(0)
-    model = build_detector(arch="fcos_efficientnet_lite0", num_classes=2, min_size=192, max_size=192,
-                           score_thresh=0.0)
-    eager = CalcinosisPredictor(model.eval(), 192, threshold=0.0, class_names=["calcinosis"])
-    path = export_onnx(eager.model, tmp_path / "lite0.onnx", 192)
-    assert onnx_metadata(path)["fixed_side"] == 192
-    ort = CalcinosisPredictor(onnx_runtime_detector(eager.model, path), 192, threshold=0.0,
-                              class_names=["calcinosis"])
+    eager, ort, meta = _eager_and_exported("fcos_efficientnet_lite0", 192, tmp_path / "lite0.onnx")
+    assert meta["fixed_side"] == 192
     rng = np.random.default_rng(0)
     film, square = rng.random((400, 260), dtype=np.float32), rng.random((300, 300), dtype=np.float32)
     # Eager, batched with a square film, pads this one to 192 x 192 as the runtime must: same input.
