@@ -13,16 +13,34 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger("calcidet")
 
 
 class CheckpointOnSigterm(Callback):
-    """Save ``last.ckpt`` when the trainer has received SIGTERM, before Lightning stops the run."""
+    """Save ``last.ckpt`` when the trainer has received SIGTERM, before Lightning stops the run.
+
+    Usually at the end of the batch under way. A signal that lands during validation or at an
+    epoch's end stops the run before another training batch ends: then at the exception Lightning
+    raises for it (``SIGTERMException``, which every callback's ``on_exception`` sees).
+    """
+
+    def __init__(self) -> None:
+        self.saved = False
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
-        if not trainer.received_sigterm:
+        if trainer.received_sigterm:
+            self._save(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            self._save(trainer)
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        if self.saved:
             return
+        self.saved = True
         ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.dirpath), None)
         folder = Path(ckpt_cb.dirpath) if ckpt_cb else Path(trainer.default_root_dir) / "checkpoints"
         path = folder / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
