@@ -54,6 +54,16 @@ def render_mass(rng: np.random.Generator, real: RealFilm, diameter_px: float, pa
     return patch
 
 
+def on_film(shape: tuple[int, int], patch: np.ndarray, x0: int, y0: int) -> tuple[tuple, np.ndarray] | None:
+    """The film slices a patch at top-left (x0, y0) covers and the patch's part inside them, or None."""
+    h, w = shape
+    ph, pw = patch.shape
+    xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + pw, w), min(y0 + ph, h)
+    if xa >= xb or ya >= yb:
+        return None
+    return np.s_[ya:yb, xa:xb], patch[ya - y0:yb - y0, xa - x0:xb - x0]
+
+
 def place_patch(delta: np.ndarray, patch: np.ndarray, x0: int, y0: int) -> tuple[list[float], tuple] | None:
     """Add ``patch`` to ``delta`` at top-left (x0, y0), clipped to the film.
 
@@ -62,18 +72,17 @@ def place_patch(delta: np.ndarray, patch: np.ndarray, x0: int, y0: int) -> tuple
         whole patch's peak, even if part of it falls off the film), and the (rows, cols) slices
         of ``delta`` that the clipped patch covers; None if nothing of it is on the film.
     """
-    h, w = delta.shape
-    ph, pw = patch.shape
-    xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + pw, w), min(y0 + ph, h)
-    if xa >= xb or ya >= yb:
+    covered = on_film(delta.shape, patch, x0, y0)
+    if covered is None:
         return None
-    part = patch[ya - y0:yb - y0, xa - x0:xb - x0]
+    where, part = covered
     ys, xs = np.nonzero(part >= BOX_DENSITY_FRACTION * float(patch.max()))
     if len(xs) == 0:
         return None
-    delta[ya:yb, xa:xb] += part
+    delta[where] += part
+    xa, ya = where[1].start, where[0].start
     box = [float(xa + xs.min()), float(ya + ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
-    return box, np.s_[ya:yb, xa:xb]
+    return box, where
 
 
 def _contrast(film: np.ndarray, real: RealFilm, part: np.ndarray, where: tuple) -> float:
@@ -90,13 +99,10 @@ def boost_to_visible(film: np.ndarray, real: RealFilm, patch: np.ndarray, x0: in
     None where even ``MAX_BOOST`` does not show it (saturated film, or the patch off the film):
     such a mass is not placed. Attenuation is linear in density, the display is not, so iterate.
     """
-    h, w = film.shape
-    ph, pw = patch.shape
-    xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + pw, w), min(y0 + ph, h)
-    if xa >= xb or ya >= yb:
+    covered = on_film(film.shape, patch, x0, y0)
+    if covered is None:
         return None
-    where = np.s_[ya:yb, xa:xb]
-    part = patch[ya - y0:yb - y0, xa - x0:xb - x0]
+    where, part = covered
     boost = 1.0
     for _ in range(4):
         c = _contrast(film, real, boost * part, where)
@@ -146,7 +152,7 @@ def _place_masses(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_
         if placed is None:
             continue
         box, where = placed
-        part = patch[where[0].start - y0:where[0].stop - y0, where[1].start - x0:where[1].stop - x0]
+        _, part = on_film(film.shape, patch, x0, y0)
         busy |= np.hypot(xx - centre[0], yy - centre[1]) * ws < 1.1 * r + 5
         lesions.append({"bbox": box, "pattern": pattern, "diameter_mm": round(2 * r, 1),
                         "diameter_frac": round(frac, 4), "density": round(density, 3),
