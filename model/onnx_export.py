@@ -38,6 +38,9 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from model.builder import RadiographDetector
 
 OPSET = 18
+# Graph outputs that are pyramid levels (dense archs: one channel of each; Faster R-CNN: whole
+# levels); every other output is a dense head's.
+LEVEL_PREFIXES = ("level", "feature_")
 
 
 class HeadOutputs(nn.Module):
@@ -106,7 +109,7 @@ def export_onnx(model: RadiographDetector, path: str | Path, image_size: int,
     part, names = _exported_part(model.eval())
     side = -(-image_size // 32) * 32  # torchvision pads the batch to multiples of 32
     example = torch.rand(1, 3, side, side)
-    keys = [n for n in names if not n.startswith(("level", "feature_"))]  # the dense heads' outputs
+    keys = [n for n in names if not n.startswith(LEVEL_PREFIXES)]  # the dense heads' outputs
     # The TorchScript exporter, not dynamo: dynamo's symbolic shapes explode on EfficientNet's
     # TF-"SAME" padding (export ran > 10 min). Tracing bakes that padding for the example's sides,
     # which is exact for any side that is a multiple of 32, as torchvision's batches always are.
@@ -180,11 +183,11 @@ class OnnxBackbone(nn.Module):
         names = [o.name for o in self.session.get_outputs()]
         values = self.session.run(None, {"images": images.detach().float().contiguous().cpu().numpy()})
         out = {n: torch.from_numpy(v).to(images.device) for n, v in zip(names, values)}
-        self.head_outputs = {n: v for n, v in out.items() if not n.startswith(("level", "feature_"))}
+        self.head_outputs = {n: v for n, v in out.items() if not n.startswith(LEVEL_PREFIXES)}
         # Dense archs: one channel per level ("level0"...), only their shapes are used. Faster R-CNN:
         # whole levels under the backbone's own keys ("feature_0" -> "0"), which RoIAlign looks up.
         return OrderedDict((n.removeprefix("feature_"), v) for n, v in out.items()
-                           if n.startswith(("level", "feature_")))
+                           if n.startswith(LEVEL_PREFIXES))
 
     def __deepcopy__(self, memo: dict) -> OnnxBackbone:
         twin = copy.copy(self)  # a session cannot be copied: the twin opens its own
