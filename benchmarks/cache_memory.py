@@ -91,8 +91,8 @@ def worker(args: argparse.Namespace) -> None:
     import torch
     from torch.utils.data import DataLoader
 
-    from data.coco import load_coco
-    from data.dataset import RadiographDataset, detection_collate
+    from calcidet.data.coco import load_coco
+    from calcidet.data.dataset import RadiographDataset, detection_collate
 
     torch.set_num_threads(1)  # two processes share the cores, as two ranks would
     images = load_coco(args.json).images

@@ -49,7 +49,7 @@ def write_untrained_checkpoint(path: Path, image_size: int) -> Path:
     """A calcidet checkpoint of a freshly initialised ``fcos_tiny``: detect's memory does not depend on training."""
     import torch
 
-    from model.builder import build_detector
+    from calcidet.model.builder import build_detector
 
     torch.manual_seed(0)
     model = build_detector(arch="fcos_tiny", num_classes=2, min_size=image_size, max_size=image_size)
@@ -102,7 +102,7 @@ def measure(n: int, checkpoint: Path, work: Path, args: argparse.Namespace) -> d
     """Run detect on ``n`` generated images; sample memory every 0.5 s; return the figures."""
     images, out = work / f"images_{n}", work / f"out_{n}"
     files, n_broken = make_folder(images, n)
-    command = [sys.executable, "-m", "train.cli", "detect", str(images), "--checkpoint", str(checkpoint),
+    command = [sys.executable, "-m", "calcidet.train.cli", "detect", str(images), "--checkpoint", str(checkpoint),
                "--output", str(out), "--batch-size", str(args.batch_size), "--num-workers", str(args.num_workers),
                "--threshold", "0.5", *(["--overlays"] if args.overlays else [])]
     env = dict(os.environ, PYTHONUNBUFFERED="1")

@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from data.dataset import FolderDataset  # noqa: E402
-from model.inference import CalcinosisPredictor  # noqa: E402
-from model.onnx_export import export_onnx, onnx_runtime_detector  # noqa: E402
-from train.detect_cmd import collect_inputs  # noqa: E402
-from train.detect_cmd import main as detect_main  # noqa: E402
+from calcidet.data.dataset import FolderDataset  # noqa: E402
+from calcidet.model.inference import CalcinosisPredictor  # noqa: E402
+from calcidet.model.onnx_export import export_onnx, onnx_runtime_detector  # noqa: E402
+from calcidet.train.detect_cmd import collect_inputs  # noqa: E402
+from calcidet.train.detect_cmd import main as detect_main  # noqa: E402
 
 
 def decoded_batches(predictor: CalcinosisPredictor, files: list[Path], names: list[str],

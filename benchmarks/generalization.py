@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model.inference import sha256_file  # noqa: E402
-from train.detect_cmd import main as detect_main  # noqa: E402
-from train.evaluate_cmd import main as evaluate_main  # noqa: E402
+from calcidet.model.inference import sha256_file  # noqa: E402
+from calcidet.train.detect_cmd import main as detect_main  # noqa: E402
+from calcidet.train.evaluate_cmd import main as evaluate_main  # noqa: E402
 
 DEFAULT_SETS = ("synthetic=demo_out/synth/test", "real=runs/real_film_testset")
 COLUMNS = ("set", "images", "lesions", "AP50", "CPM", "AUROC", "sens@1FP", "small", "medium", "large", "detect s")

@@ -21,8 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.dataset import resize_longest
-from data.readers import read_radiograph
+from calcidet.data.dataset import resize_longest
+from calcidet.data.readers import read_radiograph
 
 FRACATLAS = Path(__file__).resolve().parents[2] / "shared" / "radiographs" / "fracatlas"
 

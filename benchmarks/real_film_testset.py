@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from data.synth import synthesize  # noqa: E402
+from calcidet.data.synth import synthesize  # noqa: E402
 
 SEED = 20261203
 SPLIT = ROOT / "benchmarks" / "real_film_split.csv"

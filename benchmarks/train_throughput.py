@@ -23,10 +23,10 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from data.coco import load_coco  # noqa: E402
-from data.dataset import RadiographDataset, detection_collate  # noqa: E402
-from data.transforms import build_transforms  # noqa: E402
-from model.module import CalcinosisDetector  # noqa: E402
+from calcidet.data.coco import load_coco  # noqa: E402
+from calcidet.data.dataset import RadiographDataset, detection_collate  # noqa: E402
+from calcidet.data.transforms import build_transforms  # noqa: E402
+from calcidet.model.module import CalcinosisDetector  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         json_path = args.data
         if json_path is None:
-            from data.synth import synthesize
+            from calcidet.data.synth import synthesize
 
             synthesize(Path(tmp) / "s", n=48, seed=0)
             json_path = Path(tmp) / "s" / "annotations.json"

@@ -1,6 +1,6 @@
 """Read a COCO annotation file into a validated index, and split it by patient.
 
-    from data.coco import load_coco, patient_split
+    from calcidet.data.coco import load_coco, patient_split
     index = load_coco("annotations.json")              # raises CocoFormatError listing every problem
     train, val = patient_split(index, val_fraction=0.2, seed=0)
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from data.folders import find_radiographs, relative_name
-from data.readers import RadiographReadError, read_radiograph
+from calcidet.data.folders import find_radiographs, relative_name
+from calcidet.data.readers import RadiographReadError, read_radiograph
 
 FORMATS = ("yolo", "voc", "cvat")
 CLASS_FILE_NAMES = ("classes.txt", "obj.names")  # Label Studio / Ultralytics, and CVAT's YOLO 1.1

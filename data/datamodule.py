@@ -14,10 +14,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from data.coco import CocoIndex, concat_indexes, load_coco, patient_split
-from data.dataset import CACHE_MODES, CacheMode, FolderDataset, RadiographDataset, detection_collate
-from data.folders import find_radiographs, relative_name
-from data.transforms import AugmentPreset, build_transforms
+from calcidet.data.coco import CocoIndex, concat_indexes, load_coco, patient_split
+from calcidet.data.dataset import CACHE_MODES, CacheMode, FolderDataset, RadiographDataset, detection_collate
+from calcidet.data.folders import find_radiographs, relative_name
+from calcidet.data.transforms import AugmentPreset, build_transforms
 
 
 class EpochSeededSampler(Sampler[int]):

@@ -19,10 +19,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from data.coco import CocoImage
-from data.contract import make_target
-from data.disk_cache import DiskImageCache
-from data.readers import RadiographReadError, read_radiograph
+from calcidet.data.coco import CocoImage
+from calcidet.data.contract import make_target
+from calcidet.data.disk_cache import DiskImageCache
+from calcidet.data.readers import RadiographReadError, read_radiograph
 
 Sample = tuple[Tensor, dict[str, Any]]
 CacheMode = Literal["memory", "disk", "none"]

@@ -1,6 +1,6 @@
 """An on-disk cache of decoded films, memory-mapped on read, for training sets that do not fit in RAM.
 
-    from data.disk_cache import DiskImageCache
+    from calcidet.data.disk_cache import DiskImageCache
     cache = DiskImageCache("coco/.calcidet_cache", image_size=1024)
     cache.build(paths, decode, threads=8)     # decode(i) -> uint8 H x W of paths[i]; progress bar
     image = cache.get(path, lambda: decode(i))  # memory-mapped; rebuilt if missing or corrupt

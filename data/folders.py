@@ -1,6 +1,6 @@
 """Find the radiographs under a folder, in a stable order, and name them relative to it.
 
-    python -c "from data.folders import find_radiographs; print(find_radiographs('films/'))"
+    python -c "from calcidet.data.folders import find_radiographs; print(find_radiographs('films/'))"
 
 PACS exports often write DICOM files without an extension (``IM000123``) or with an odd one
 (``1.2.840.113619...``), so any file that starts with a DICOM header counts, whatever its name.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from data.readers import IMAGE_EXTENSIONS, is_dicom_file
+from calcidet.data.readers import IMAGE_EXTENSIONS, is_dicom_file
 
 
 def find_radiographs(root: str | Path) -> list[Path]:

@@ -1,6 +1,6 @@
 """Contact sheet of a COCO dataset with its boxes drawn: see at a glance what the labels say.
 
-    python -c "from data.preview import write_contact_sheet; write_contact_sheet('synth/', 'sheet.png')"
+    python -c "from calcidet.data.preview import write_contact_sheet; write_contact_sheet('synth/', 'sheet.png')"
     calcidet synth --out synth/ --n 48 --preview synth/preview.png
 
 Labelled lesions are drawn as solid green boxes with their pattern; the synthetic generator's
@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from data.readers import RadiographReadError, read_radiograph
+from calcidet.data.readers import RadiographReadError, read_radiograph
 
 log = logging.getLogger("calcidet")
 LESION, LOOKALIKE, TEXT = (60, 220, 60), (0, 150, 255), (255, 255, 120)  # BGR

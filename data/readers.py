@@ -3,7 +3,7 @@
 The one place where calcidet decodes image files. Every failure comes out as ``RadiographReadError``
 (path + readable reason) so that a folder of thousands of films can record the bad ones and go on.
 
-    python -c "from data.readers import read_radiograph; print(read_radiograph('film.dcm'))"
+    python -c "from calcidet.data.readers import read_radiograph; print(read_radiograph('film.dcm'))"
 
 Decisions worth knowing:
 

@@ -1,6 +1,6 @@
 """Is a film one calcidet reads (limbs, large joints) or out of its scope (chest, abdomen, skull, ...)?
 
-    python -c "from data.scope import scope_from_tags; print(scope_from_tags({'BodyPartExamined': 'CHEST'}))"
+    python -c "from calcidet.data.scope import scope_from_tags; print(scope_from_tags({'BodyPartExamined': 'CHEST'}))"
 
 The decision uses what the file says (DICOM tags, read by ``data.readers`` into ``Radiograph.tags``).
 Each tag value is split into words (letters and digits; a trailing plural "S" is ignored) and each word

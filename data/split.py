@@ -1,6 +1,6 @@
 """Split one COCO file into train/val/test by patient, so that no patient is in two splits.
 
-    from data.split import split_by_patient
+    from calcidet.data.split import split_by_patient
     splits = split_by_patient(coco, {"train": 0.7, "val": 0.15, "test": 0.15}, seed=0)
 
 A patient is the image's ``patient_id`` (``calcidet export-images`` takes it from the DICOM tags and

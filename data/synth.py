@@ -1,7 +1,7 @@
 """Synthetic plain films of joints with periarticular calcinosis, written as a COCO dataset.
 
     calcidet synth --out DIR --n 200 --seed 1 [--backgrounds FOLDER] [--preview sheet.png]
-    python -c "from data.synth import synthesize; synthesize('/tmp/s', n=20, seed=1)"
+    python -c "from calcidet.data.synth import synthesize; synthesize('/tmp/s', n=20, seed=1)"
 
 A film is made in physical units: anatomy (``data.synth_anatomy``) and lesions with their look-alikes
 (``data.synth_lesions``) add up as attenuation, then an acquisition model turns the sum into pixels:
@@ -33,12 +33,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from data.synth_anatomy import FIELD_OF_VIEW_MM, JOINT_WEIGHTS, render_anatomy
-from data.synth_backgrounds import Background, list_backgrounds
-from data.synth_insert import insert_into_film
-from data.synth_lesions import insert_findings
-from data.synth_real import analyse_film
-from data.synth_writers import FORMAT_WEIGHTS, FORMATS, write_image
+from calcidet.data.synth_anatomy import FIELD_OF_VIEW_MM, JOINT_WEIGHTS, render_anatomy
+from calcidet.data.synth_backgrounds import Background, list_backgrounds
+from calcidet.data.synth_insert import insert_into_film
+from calcidet.data.synth_lesions import insert_findings
+from calcidet.data.synth_real import analyse_film
+from calcidet.data.synth_writers import FORMAT_WEIGHTS, FORMATS, write_image
 
 log = logging.getLogger("calcidet")
 GENERATOR_VERSION = "2.0"
@@ -192,7 +192,7 @@ def make_image(seed: int, index: int, spec: dict[str, Any], size_range: tuple[in
 
 def _real_image(rng: np.random.Generator, spec: dict[str, Any], dicom_fraction: float) -> dict[str, Any]:
     """A real normal film with masses (or none), look-alikes and markers inserted; keeps its size."""
-    from data.readers import read_radiograph
+    from calcidet.data.readers import read_radiograph
 
     source = read_radiograph(spec["background"]).image
     real = analyse_film(source, rng, spec["joint"], spec["view"])

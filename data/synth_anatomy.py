@@ -1,6 +1,6 @@
 """Procedural anatomy of joints for synthetic plain films, as X-ray attenuation maps.
 
-    from data.synth_anatomy import render_anatomy
+    from calcidet.data.synth_anatomy import render_anatomy
     anatomy = render_anatomy(shape_rng, pose_rng, "knee", "ap", "R", 1800, 1440, spacing=0.17)
 
 Used by ``calcidet synth`` (``data/synth.py``). Shapes are outlines in millimetres in a joint-centred

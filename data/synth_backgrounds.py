@@ -1,6 +1,6 @@
 """Which real films to insert masses into, and what each shows (joint, view), for ``calcidet synth``.
 
-    from data.synth_backgrounds import list_backgrounds
+    from calcidet.data.synth_backgrounds import list_backgrounds
     films = list_backgrounds("data/films")                                   # a folder, searched recursively
     films = list_backgrounds("benchmarks/real_film_split.csv", role="heldout",
                              root="../shared/radiographs/fracatlas")         # a CSV with file (and role) columns

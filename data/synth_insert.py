@@ -1,7 +1,7 @@
 """Calcinosis masses, look-alikes and burned-in markers inserted into a real normal film.
 
-    from data.synth_real import analyse_film
-    from data.synth_insert import insert_into_film
+    from calcidet.data.synth_real import analyse_film
+    from calcidet.data.synth_insert import insert_into_film
     out, lesions, distractors = insert_into_film(rng, film, analyse_film(film, rng), n_lesions=1)
 
 Used by ``calcidet synth --backgrounds`` (``data/synth.py``); the film model (intensity curve, blur,
@@ -22,10 +22,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from data.synth_anatomy import distance_mm
-from data.synth_lesions import PATTERN_WEIGHTS, PATTERNS, _pick, insert_findings, render_calcinosis
-from data.synth_markers import burn_markers
-from data.synth_real import RealFilm, add_attenuation, to_logit
+from calcidet.data.synth_anatomy import distance_mm
+from calcidet.data.synth_lesions import PATTERN_WEIGHTS, PATTERNS, _pick, insert_findings, render_calcinosis
+from calcidet.data.synth_markers import burn_markers
+from calcidet.data.synth_real import RealFilm, add_attenuation, to_logit
 
 BOX_DENSITY_FRACTION = 0.15  # the box holds every pixel where the mass adds >= 15% of its peak attenuation
 DIAMETER_FRAC = (0.03, 0.30)  # of the film's short side, log-uniform

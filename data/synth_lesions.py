@@ -23,7 +23,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from data.synth_anatomy import MU_CORTEX, Anatomy, distance_mm
+from calcidet.data.synth_anatomy import MU_CORTEX, Anatomy, distance_mm
 
 PATTERNS = ("cloud", "cystic", "sedimentation")
 PATTERN_WEIGHTS = (0.55, 0.25, 0.2)

@@ -1,6 +1,6 @@
 """Where on a real film a periarticular mass may go: in a limb's soft tissue near a joint, never in the trunk.
 
-    from data.synth_placement import placement_weight
+    from calcidet.data.synth_placement import placement_weight
     weight, joints = placement_weight(body, bone, mm_per_px, keepout, small)
 
 Used by ``data.synth_real.analyse_film`` (the body and bone masks are its). Rules:
@@ -24,7 +24,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from data.synth_anatomy import distance_mm
+from calcidet.data.synth_anatomy import distance_mm
 
 JOINT_SIGMA_MM = 30.0  # how far from a joint masses still sit, typically
 JOINT_GAP_MM = 15.0  # two limb bones closer than this meet at a joint

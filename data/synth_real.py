@@ -1,6 +1,6 @@
 """What a real normal film shows, where a mass may go on it, and how to add one as a radiograph would.
 
-    from data.synth_real import analyse_film, insert_into_film
+    from calcidet.data.synth_real import analyse_film, insert_into_film
     real = analyse_film(film, rng, joint="knee", view="frontal")
     out, lesions, distractors = insert_into_film(rng, film, real, n_lesions=1)
 
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from data.synth_anatomy import Anatomy, work_shape
-from data.synth_placement import placement_weight
+from calcidet.data.synth_anatomy import Anatomy, work_shape
+from calcidet.data.synth_placement import placement_weight
 
 BONE_STEP = 1.0  # attenuation units a typical bone adds over soft tissue (``data.synth_anatomy`` scale)
 LOGIT_EPS = 1e-3  # display values are clipped to [eps, 1 - eps] before the logit

@@ -1,6 +1,6 @@
 """Named augmentation presets for radiographs, declared in one place (``PRESETS``).
 
-    from data.transforms import build_transforms
+    from calcidet.data.transforms import build_transforms
     t = build_transforms("train", image_size=384)
     out = t(image=image_u8, bboxes=boxes_xyxy, labels=labels)   # out["image"], out["bboxes"], out["labels"]
 

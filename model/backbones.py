@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d
 
-from model.efficientnet_lite import EfficientNetLite0
+from calcidet.model.efficientnet_lite import EfficientNetLite0
 
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:

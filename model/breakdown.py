@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from model.metrics import (
+from calcidet.model.metrics import (
     FALSE_POSITIVE,
     FROC_RATES,
     ImageResult,

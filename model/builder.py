@@ -39,9 +39,9 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.fcos import FCOSHead
 
-from model.backbones import EfficientNetLiteFPN, TinyResNetFPN
-from model.efficientnet_lite import LITE0_MEAN, LITE0_STD, lite0_weights_path, load_lite0_weights
-from model.weights import (
+from calcidet.model.backbones import EfficientNetLiteFPN, TinyResNetFPN
+from calcidet.model.efficientnet_lite import LITE0_MEAN, LITE0_STD, lite0_weights_path, load_lite0_weights
+from calcidet.model.weights import (
     WeightsUnavailableError,
     ensure_available,
     resolve_weights,

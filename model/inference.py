@@ -1,6 +1,6 @@
 """Python API for inference: load a calcidet checkpoint once, call it on files or arrays.
 
-    >>> from model.inference import CalcinosisPredictor
+    >>> from calcidet.model.inference import CalcinosisPredictor
     >>> predictor = CalcinosisPredictor.from_checkpoint("runs/demo/checkpoints/last.ckpt")
     >>> found = predictor.predict_paths(["knee.dcm", "hip.png"], batch_size=4)   # one result per path
     >>> found[0].boxes, found[0].scores, found[0].labels, found[0].error   # original pixels, xyxy
@@ -25,11 +25,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from torchvision.ops import batched_nms
 
-from data.contract import scale_boxes
-from data.dataset import FolderDataset, detection_collate, resize_longest
-from model.builder import RadiographDetector, build_detector
-from model.checkpoint import load_checkpoint, model_state_dict
-from model.intended_use import training_data
+from calcidet.data.contract import scale_boxes
+from calcidet.data.dataset import FolderDataset, detection_collate, resize_longest
+from calcidet.model.builder import RadiographDetector, build_detector
+from calcidet.model.checkpoint import load_checkpoint, model_state_dict
+from calcidet.model.intended_use import training_data
 
 DEFAULT_THRESHOLD = 0.3  # used when a checkpoint carries no validated operating threshold
 # Lowest score ``calcidet detect`` keeps: the training score floor, where evaluation curves start. Boxes

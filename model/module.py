@@ -25,9 +25,9 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from model.builder import Arch, build_detector
-from model.inference import DEFAULT_THRESHOLD, CalcinosisPredictor, Detections
-from model.metrics import ImageResult, detection_metrics, froc_curve, threshold_at_fp_rate
+from calcidet.model.builder import Arch, build_detector
+from calcidet.model.inference import DEFAULT_THRESHOLD, CalcinosisPredictor, Detections
+from calcidet.model.metrics import ImageResult, detection_metrics, froc_curve, threshold_at_fp_rate
 
 log = logging.getLogger("calcidet")
 
@@ -119,7 +119,7 @@ class CalcinosisDetector(pl.LightningModule):
 
     # --- weights -------------------------------------------------------------------------------
     def _load_init_weights(self, path: str) -> None:
-        from model.checkpoint import load_checkpoint, model_state_dict
+        from calcidet.model.checkpoint import load_checkpoint, model_state_dict
 
         state = model_state_dict(load_checkpoint(path))
         own = self.model.state_dict()

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from torchvision.models.detection import FCOS, RetinaNet
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
-from model.builder import RadiographDetector
+from calcidet.model.builder import RadiographDetector
 
 OPSET = 18
 # Graph outputs that are pyramid levels (dense archs: one channel of each; Faster R-CNN: whole

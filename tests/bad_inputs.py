@@ -399,7 +399,7 @@ def write_untrained_checkpoint(path: str | Path, image_size: int = 64, seed: int
     """
     import torch
 
-    from model.builder import build_detector
+    from calcidet.model.builder import build_detector
 
     path = Path(path)
     torch.manual_seed(seed)
@@ -420,7 +420,7 @@ def random_results(seed: int, n: int, two_classes: bool = False, first_id: int =
 
     ``two_classes`` labels lesions and boxes 1 or 2 at random (per-class results must stay apart).
     """
-    from model.metrics import ImageResult
+    from calcidet.model.metrics import ImageResult
 
     rng = np.random.default_rng(seed)
     results = []

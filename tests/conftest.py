@@ -21,7 +21,7 @@ SHARED_RADIOGRAPHS = REPO.parent / "shared" / "radiographs"
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory) -> dict[str, Path]:
     """Train (16 films), val (8) and test (8) splits of small synthetic radiographs."""
-    from data.synth import synthesize
+    from calcidet.data.synth import synthesize
 
     root = tmp_path_factory.mktemp("synth")
     out = {}
@@ -63,7 +63,7 @@ def fit_args() -> Callable[..., list[str]]:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_synth, tmp_path_factory) -> Path:
     """``last.ckpt`` of one epoch on ``tiny_synth`` at 128 px through the real CLI, trained once per session."""
-    from train.cli import cli_main
+    from calcidet.train.cli import cli_main
 
     root = tmp_path_factory.mktemp("tiny_detector")
     splits = {"train": tiny_synth["train"], "val": tiny_synth["val"]}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.breakdown import (
+from calcidet.model.breakdown import (
     MISSING,
     GroundTruthFields,
     default_fields,
@@ -19,8 +19,8 @@ from model.breakdown import (
     lesion_breakdown,
     size_bucket,
 )
-from model.metrics import FROC_RATES, ImageResult, detection_metrics, froc_curve
-from train.evaluate_cmd import main as evaluate_main
+from calcidet.model.metrics import FROC_RATES, ImageResult, detection_metrics, froc_curve
+from calcidet.train.evaluate_cmd import main as evaluate_main
 
 HEADER = ["image", "x_min", "y_min", "x_max", "y_max", "confidence", "label"]
 

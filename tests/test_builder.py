@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.builder import ARCHS, build_detector
-from model.weights import WeightsUnavailableError, cached_weights_path, resolve_weights
+from calcidet.model.builder import ARCHS, build_detector
+from calcidet.model.weights import WeightsUnavailableError, cached_weights_path, resolve_weights
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))

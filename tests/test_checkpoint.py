@@ -9,7 +9,7 @@ import zipfile
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError, load_checkpoint, model_state_dict
+from calcidet.model.checkpoint import CheckpointError, load_checkpoint, model_state_dict
 
 
 class _RunsCode:

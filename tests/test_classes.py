@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from data.coco import CocoFormatError, read_class_names
-from model.checkpoint import load_checkpoint
-from train.cli import cli_main
-from train.detect_cmd import main as detect_main
-from train.evaluate_cmd import main as evaluate_main
+from calcidet.data.coco import CocoFormatError, read_class_names
+from calcidet.model.checkpoint import load_checkpoint
+from calcidet.train.cli import cli_main
+from calcidet.train.detect_cmd import main as detect_main
+from calcidet.train.evaluate_cmd import main as evaluate_main
 
 
 def _relabel(src: Path, dst: Path, categories: list[dict], vascular_id: int | None) -> Path:

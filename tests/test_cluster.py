@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.checkpoint import load_checkpoint
+from calcidet.model.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ FIT_SCRIPT = '''
 import sys
 import pytorch_lightning as pl
 import torch
-from train.cli import cli_main
+from calcidet.train.cli import cli_main
 
 
 class Probe(pl.Callback):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from data.coco import CocoFormatError, concat_indexes, load_coco, patient_split
-from data.contract import check_target, make_target
+from calcidet.data.coco import CocoFormatError, concat_indexes, load_coco, patient_split
+from calcidet.data.contract import check_target, make_target
 
 
 def write_coco(tmp_path: Path, data: dict, files: list[str], name: str = "annotations.json") -> Path:

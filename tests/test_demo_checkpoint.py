@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from train.detect_cmd import main as detect_main
+from calcidet.train.detect_cmd import main as detect_main
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINT = Path(os.environ.get("CALCIDET_CHECKPOINT", REPO / "demo_out" / "runs" / "checkpoints" / "last.ckpt"))

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from train.detect_cmd import collect_inputs
-from train.detect_cmd import main as detect_main
-from train.detect_writer import DETECTION_COLUMNS, IMAGE_COLUMNS, read_journal, safe_output_path
+from calcidet.train.detect_cmd import collect_inputs
+from calcidet.train.detect_cmd import main as detect_main
+from calcidet.train.detect_writer import DETECTION_COLUMNS, IMAGE_COLUMNS, read_journal, safe_output_path
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,7 +124,7 @@ def test_killed_run_resumes_to_the_same_files(tiny_synth, tiny_checkpoint, tmp_p
             shutil.copy(src, images / f"set{copy}" / src.name)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     killed = tmp_path / "killed"
-    command = [sys.executable, "-m", "train.cli", "detect", *_detect_args(images, tiny_checkpoint, killed)]
+    command = [sys.executable, "-m", "calcidet.train.cli", "detect", *_detect_args(images, tiny_checkpoint, killed)]
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = killed / ".journal" / "rank0.jsonl"
     deadline = time.monotonic() + 120
@@ -196,7 +196,7 @@ def test_overlay_draws_every_box_at_its_place_on_the_downscaled_preview(tmp_path
     import cv2
     import numpy as np
 
-    from train.detect_writer import write_overlay
+    from calcidet.train.detect_writer import write_overlay
 
     # A 2000 x 1000 film shown at 1000 x 500: each box must shrink by 2, not only the first drawn.
     boxes = [[100.0, 100.0, 300.0, 300.0], [1200.0, 500.0, 1600.0, 900.0], [1700.0, 40.0, 1900.0, 240.0]]
@@ -219,7 +219,7 @@ def test_two_processes_write_one_merged_result(tiny_synth, tiny_checkpoint, tmp_
     runs = {}
     for devices in ("1", "2"):
         out = tmp_path / f"out{devices}"
-        cmd = [sys.executable, "-m", "train.cli", "detect", str(tmp_path / "in"), "--checkpoint", str(tiny_checkpoint),
+        cmd = [sys.executable, "-m", "calcidet.train.cli", "detect", str(tmp_path / "in"), "--checkpoint", str(tiny_checkpoint),
                "--output", str(out), "--threshold", "0.01", "--num-workers", "0", "--devices", devices]
         done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.bad_inputs import encode, noise_image, write_untrained_checkpoint
-from train.detect_cmd import main as detect_main
+from calcidet.train.detect_cmd import main as detect_main
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = ("detections.csv", "images.csv", "detections.json", "detections_coco.json")
@@ -60,7 +60,7 @@ def _detect_process(args: list[str], file_size_limit: int | None) -> subprocess.
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
 
-    return subprocess.run([sys.executable, "-m", "train.cli", "detect", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "calcidet.train.cli", "detect", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=300, preexec_fn=limit if file_size_limit else None,
                           env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"))
 

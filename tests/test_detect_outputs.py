@@ -19,8 +19,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from tests.bad_inputs import encode, noise_image, write_untrained_checkpoint
-from train.cli import main as calcidet_main
-from train.detect_cmd import main as detect_main
+from calcidet.train.cli import main as calcidet_main
+from calcidet.train.detect_cmd import main as detect_main
 
 THRESHOLD = "0.074"  # the untrained network scores 0.071-0.079 on these films
 

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from data.coco import CocoImage, load_coco
-from data.datamodule import CalcinosisDataModule
-from data.dataset import RadiographDataset
-from data.disk_cache import HEADER_SIZE, STALE_TEMP_S, CacheEntryWarning, DiskImageCache, temp_path
+from calcidet.data.coco import CocoImage, load_coco
+from calcidet.data.datamodule import CalcinosisDataModule
+from calcidet.data.dataset import RadiographDataset
+from calcidet.data.disk_cache import HEADER_SIZE, STALE_TEMP_S, CacheEntryWarning, DiskImageCache, temp_path
 
 IMAGE_SIZE = 32
 REPO = Path(__file__).resolve().parents[1]
@@ -201,8 +201,8 @@ def test_readers_never_see_a_half_written_entry(films, tmp_path) -> None:
 _BUILD = """
 import sys
 from pathlib import Path
-from data.coco import load_coco
-from data.dataset import RadiographDataset
+from calcidet.data.coco import load_coco
+from calcidet.data.dataset import RadiographDataset
 RadiographDataset(load_coco(sys.argv[1]).images, int(sys.argv[3]), cache="disk", cache_dir=Path(sys.argv[2]))
 """
 

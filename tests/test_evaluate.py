@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from data.coco import load_coco
-from model.metrics import (
+from calcidet.data.coco import load_coco
+from calcidet.model.metrics import (
     ImageResult,
     bootstrap_ci,
     bootstrap_detection_metrics,
@@ -22,9 +22,9 @@ from model.metrics import (
     pr_curve,
 )
 from tests.bad_inputs import random_results
-from train.detect_cmd import main as detect_main
-from train.evaluate_cmd import main as evaluate_main
-from train.evaluate_cmd import match_names
+from calcidet.train.detect_cmd import main as detect_main
+from calcidet.train.evaluate_cmd import main as evaluate_main
+from calcidet.train.evaluate_cmd import match_names
 
 METRIC_KEYS = {"map", "map_50", "froc_sens@0.125fp", "froc_sens@0.25fp", "froc_sens@0.5fp", "froc_sens@1fp",
                "froc_sens@2fp", "froc_sens@4fp", "froc_sens@8fp", "froc_cpm", "auroc"}

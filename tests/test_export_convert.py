@@ -18,10 +18,10 @@ import pytest
 import tifffile
 from pydicom.data import get_testdata_file
 
-from data.coco import load_coco
-from data.readers import read_radiograph
-from train import convert_cmd, export_images_cmd
-from train.cli import main as calcidet
+from calcidet.data.coco import load_coco
+from calcidet.data.readers import read_radiograph
+from calcidet.train import convert_cmd, export_images_cmd
+from calcidet.train.cli import main as calcidet
 
 # ------------------------------------------------------------------ export-images
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.checkpoint import load_checkpoint
+from calcidet.model.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ def fit_cmd(tiny_synth, fit_args) -> Callable[..., list[str]]:
     splits = {"train": tiny_synth["train"], "val": tiny_synth["val"]}
 
     def command(root: Path, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "train.cli", "fit",
+        return [sys.executable, "-m", "calcidet.train.cli", "fit",
                 *fit_args(splits, root, "--data.image_size", "192", "--data.augment", "none",
                           "--trainer.max_epochs", "4", "--checkpoint.save_top_k", "0", *extra)]
 
@@ -83,7 +83,7 @@ def test_sigterm_saves_last_checkpoint_and_exits_cleanly(fit_cmd, tmp_path) -> N
 
 
 def test_non_finite_loss_names_step_and_images() -> None:
-    from model.module import CalcinosisDetector
+    from calcidet.model.module import CalcinosisDetector
 
     module = CalcinosisDetector(image_size=64)
     images = [torch.rand(1, 64, 64), torch.rand(1, 64, 64)]

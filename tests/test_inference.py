@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from model.builder import build_detector
-from model.inference import CalcinosisPredictor
+from calcidet.model.builder import build_detector
+from calcidet.model.inference import CalcinosisPredictor
 
 
 def _predictor(extra_sizes: tuple[int, ...] = ()) -> CalcinosisPredictor:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from model.intended_use import STATEMENT, describe_coco
+from calcidet.model.intended_use import STATEMENT, describe_coco
 from tests.bad_inputs import write_blurred_film
-from train.detect_cmd import main as detect_main
+from calcidet.train.detect_cmd import main as detect_main
 
 
 def _coco(path: Path, info: dict) -> Path:

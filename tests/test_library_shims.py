@@ -18,9 +18,9 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.demos.boring_classes import BoringModel
 
-from model.metrics import ImageResult, _ResampledCOCOeval, coco_ap, coco_eval
+from calcidet.model.metrics import ImageResult, _ResampledCOCOeval, coco_ap, coco_eval
 from tests.bad_inputs import random_results
-from train.callbacks import LastCheckpoint
+from calcidet.train.callbacks import LastCheckpoint
 
 
 def test_model_checkpoint_private_methods_keep_their_signatures() -> None:

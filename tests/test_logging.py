@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from pytorch_lightning.utilities import rank_zero_only
 
-from data.synth import synthesize
-from train.cli import main, take_verbosity
-from train.logs import current_rank, setup_logging
+from calcidet.data.synth import synthesize
+from calcidet.train.cli import main, take_verbosity
+from calcidet.train.logs import current_rank, setup_logging
 
 DEMO = str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
 TINY_SYNTH = ["--n", "2", "--seed", "3", "--workers", "1", "--dicom-fraction", "0",

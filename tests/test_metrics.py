@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from model.metrics import (
+from calcidet.model.metrics import (
     ImageResult,
     detection_metrics,
     froc_curve,

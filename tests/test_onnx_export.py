@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from data.synth import synthesize
-from model.inference import CalcinosisPredictor, Detections
-from model.onnx_export import onnx_metadata, onnx_runtime_detector
+from calcidet.data.synth import synthesize
+from calcidet.model.inference import CalcinosisPredictor, Detections
+from calcidet.model.onnx_export import onnx_metadata, onnx_runtime_detector
 from tests.bad_inputs import write_blurred_film, write_untrained_checkpoint
-from train.export_cmd import main as export_main
+from calcidet.train.export_cmd import main as export_main
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -60,7 +60,7 @@ def test_export_refuses_an_unusable_checkpoint(tmp_path, capsys) -> None:
 
 @pytest.mark.slow
 def test_detect_backend_onnxruntime_writes_what_torch_writes(untrained_checkpoint, tmp_path) -> None:
-    from train.detect_cmd import main as detect_main
+    from calcidet.train.detect_cmd import main as detect_main
 
     images = tmp_path / "images"
     images.mkdir()
@@ -85,7 +85,7 @@ def test_detect_backend_onnxruntime_writes_what_torch_writes(untrained_checkpoin
 
 @pytest.mark.slow
 def test_detect_refuses_an_onnx_file_of_another_checkpoint(tmp_path, capsys) -> None:
-    from train.detect_cmd import main as detect_main
+    from calcidet.train.detect_cmd import main as detect_main
 
     ours, other = (write_untrained_checkpoint(tmp_path / f"{name}.ckpt", image_size=128, threshold=threshold,
                                               even_scores=True) for name, threshold in (("ours", 0.0), ("other", 0.5)))

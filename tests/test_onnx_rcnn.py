@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from model.builder import build_detector
-from model.inference import CalcinosisPredictor
-from model.onnx_export import export_onnx, onnx_metadata, onnx_runtime_detector
+from calcidet.model.builder import build_detector
+from calcidet.model.inference import CalcinosisPredictor
+from calcidet.model.onnx_export import export_onnx, onnx_metadata, onnx_runtime_detector
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from data.readers import MAX_PIXELS
+from calcidet.data.readers import MAX_PIXELS
 from tests.bad_inputs import (
     dicom_bytes,
     encode,
@@ -31,7 +31,7 @@ from tests.bad_inputs import (
     tiff_declaring,
     write_untrained_checkpoint,
 )
-from train.detect_writer import safe_output_path
+from calcidet.train.detect_writer import safe_output_path
 
 REPO = Path(__file__).resolve().parents[1]
 NAME_MAX = 255
@@ -94,7 +94,7 @@ def _snapshot(root: Path) -> set[str]:
 def _run_detect(argv: list[str]) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from train.detect_cmd import main
+        from calcidet.train.detect_cmd import main
 
         return main(argv)
 
@@ -159,7 +159,7 @@ def test_detect_writes_only_inside_its_output_folder(tmp_path, checkpoint, monke
 _BOMB_PROBE = """
 import json, resource, sys, time, warnings
 warnings.simplefilter("ignore")
-from data.readers import RadiographReadError, read_radiograph
+from calcidet.data.readers import RadiographReadError, read_radiograph
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 for path in sys.argv[1:]:

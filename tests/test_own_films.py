@@ -26,9 +26,9 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from data.coco import load_coco
-from train.cli import cli_main
-from train.cli import main as calcidet
+from calcidet.data.coco import load_coco
+from calcidet.train.cli import cli_main
+from calcidet.train.cli import main as calcidet
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

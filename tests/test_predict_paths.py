@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.dataset import FolderDataset, detection_collate
-from model.inference import CalcinosisPredictor
-from model.module import CalcinosisDetector
+from calcidet.data.dataset import FolderDataset, detection_collate
+from calcidet.model.inference import CalcinosisPredictor
+from calcidet.model.module import CalcinosisDetector
 from tests.bad_inputs import write_blurred_film, write_untrained_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]

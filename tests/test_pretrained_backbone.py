@@ -15,8 +15,8 @@ import torch
 from torch.nn import functional as F
 from torchvision.ops import FrozenBatchNorm2d
 
-from model.builder import build_detector
-from model.efficientnet_lite import (
+from calcidet.model.builder import build_detector
+from calcidet.model.efficientnet_lite import (
     LITE0_MEAN,
     LITE0_STD,
     EfficientNetLite0,
@@ -24,7 +24,7 @@ from model.efficientnet_lite import (
     load_lite0_state_dict,
     our_key,
 )
-from model.weights import WeightsUnavailableError
+from calcidet.model.weights import WeightsUnavailableError
 
 EGYPTIAN_CAT, CATS = 285, set(range(281, 288))  # tabby, tiger cat, Persian, Siamese, Egyptian, ..., cougar
 

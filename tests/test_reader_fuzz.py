@@ -20,7 +20,7 @@ import tifffile
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from data.readers import Radiograph, RadiographReadError, read_radiograph
+from calcidet.data.readers import Radiograph, RadiographReadError, read_radiograph
 from tests.bad_inputs import dicom_bytes, encode, noise_image
 
 MAGIC = {

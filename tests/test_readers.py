@@ -21,8 +21,8 @@ from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from data.folders import find_radiographs, relative_name
-from data.readers import (
+from calcidet.data.folders import find_radiographs, relative_name
+from calcidet.data.readers import (
     MAX_PIXELS,
     Radiograph,
     RadiographReadError,
@@ -335,9 +335,9 @@ def test_dicom_undecodable_compression_names_the_transfer_syntax(tmp_path, uid, 
 
 
 def test_dicom_missing_plugin_names_transfer_syntax_and_package(tmp_path, monkeypatch):
-    import data.readers
+    import calcidet.data.readers as readers
 
-    monkeypatch.setattr(data.readers, "_decoder_installed", lambda ts: False)  # as without openjpeg
+    monkeypatch.setattr(readers, "_decoder_installed", lambda ts: False)  # as without openjpeg
     with pytest.raises(RadiographReadError) as info:
         read_radiograph(_nema("RG3_J2KR.dcm"))
     reason = info.value.reason

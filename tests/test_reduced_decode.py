@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data.dataset import FolderDataset, resize_longest
-from data.readers import jpeg_reduction, read_radiograph
+from calcidet.data.dataset import FolderDataset, resize_longest
+from calcidet.data.readers import jpeg_reduction, read_radiograph
 
 FRACATLAS = Path(__file__).resolve().parents[2] / "shared" / "radiographs" / "fracatlas"
 

@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from data.readers import read_radiograph
-from data.scope import ScopeVerdict, assess_scope, classify_words, scope_from_tags
+from calcidet.data.readers import read_radiograph
+from calcidet.data.scope import ScopeVerdict, assess_scope, classify_words, scope_from_tags
 from tests.bad_inputs import dicom_bytes
-from train.detect_cmd import main as detect_main
-from train.detect_writer import IMAGE_COLUMNS
+from calcidet.train.detect_cmd import main as detect_main
+from calcidet.train.detect_writer import IMAGE_COLUMNS
 
 
 @pytest.mark.parametrize("tags, scope, reason", [

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
-from data.coco import load_coco
-from data.split import patient_key, split_by_patient
-from train.cli import main as calcidet
+from calcidet.data.coco import load_coco
+from calcidet.data.split import patient_key, split_by_patient
+from calcidet.train.cli import main as calcidet
 
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 

@@ -16,9 +16,9 @@ import pydicom
 import pytest
 from pydicom.pixels import apply_modality_lut
 
-from data.synth import _plan, make_image, synthesize
-from data.synth_anatomy import JOINT_WEIGHTS
-from data.synth_lesions import PATTERNS, render_calcinosis
+from calcidet.data.synth import _plan, make_image, synthesize
+from calcidet.data.synth_anatomy import JOINT_WEIGHTS
+from calcidet.data.synth_lesions import PATTERNS, render_calcinosis
 
 SMALL = {"size_range": (256, 384), "verbose": False}
 REAL_FILMS = Path(__file__).resolve().parents[2] / "shared" / "radiographs"
@@ -94,7 +94,7 @@ def test_same_seed_gives_identical_files_in_parallel_other_seed_differs(dataset:
 
 
 def test_lesions_are_brighter_than_the_tissue_around_them(dataset: Path) -> None:
-    from data.readers import read_radiograph
+    from calcidet.data.readers import read_radiograph
 
     coco = _coco(dataset)
     files = {im["id"]: im["file_name"] for im in coco["images"]}
@@ -181,7 +181,7 @@ def test_backgrounds_mode_inserts_lesions_into_given_films(tmp_path: Path) -> No
     assert {im["background"] for im in coco["images"]} == {"film0.png", "sub/film1.png"}
     assert len({im["patient_id"] for im in coco["images"]}) == 2  # a film's copies are one patient
     assert coco["annotations"], "six films at a 63% positive rate should carry lesions"
-    from data.readers import read_radiograph
+    from calcidet.data.readers import read_radiograph
 
     lifts = []
     for a in coco["annotations"]:  # the mass adds density to the film it was put into, where it is boxed

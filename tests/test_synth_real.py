@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
-from data.readers import read_radiograph
-from data.synth import synthesize
-from data.synth_backgrounds import CATEGORY_JOINTS, list_backgrounds
-from data.synth_insert import (
+from calcidet.data.readers import read_radiograph
+from calcidet.data.synth import synthesize
+from calcidet.data.synth_backgrounds import CATEGORY_JOINTS, list_backgrounds
+from calcidet.data.synth_insert import (
     BOX_DENSITY_FRACTION,
     MIN_CONTRAST,
     boost_to_visible,
@@ -24,8 +24,8 @@ from data.synth_insert import (
     place_patch,
     render_mass,
 )
-from data.synth_placement import placement_weight
-from data.synth_real import add_attenuation, analyse_film, to_logit
+from calcidet.data.synth_placement import placement_weight
+from calcidet.data.synth_real import add_attenuation, analyse_film, to_logit
 
 REPO = Path(__file__).resolve().parents[1]
 FILMS = REPO / "data" / "films"

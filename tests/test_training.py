@@ -10,8 +10,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from model.checkpoint import load_checkpoint
-from train.cli import cli_main
+from calcidet.model.checkpoint import load_checkpoint
+from calcidet.train.cli import cli_main
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -105,7 +105,7 @@ def test_init_from_and_freeze_backbone(tiny_synth, fit_args, tmp_path) -> None:
 
 
 def test_batch_of_only_negative_images_trains(tmp_path) -> None:
-    from model.module import CalcinosisDetector
+    from calcidet.model.module import CalcinosisDetector
 
     module = CalcinosisDetector(image_size=128)
     images = [torch.rand(1, 128, 128) for _ in range(3)]
@@ -119,7 +119,7 @@ def test_batch_of_only_negative_images_trains(tmp_path) -> None:
 
 def test_ddp_two_cpu_processes(tiny_synth, fit_args, tmp_path) -> None:
     """`--trainer.strategy ddp --trainer.devices 2` on CPU (gloo) trains in two processes."""
-    cmd = [sys.executable, "-m", "train.cli", "fit", *fit_args(tiny_synth, tmp_path, "--trainer.max_steps", "2"),
+    cmd = [sys.executable, "-m", "calcidet.train.cli", "fit", *fit_args(tiny_synth, tmp_path, "--trainer.max_steps", "2"),
            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -138,7 +138,7 @@ def test_last_checkpoint_with_a_step_cadence_still_ends_at_the_end(tiny_synth, f
 
 
 def test_crop_training_runs_the_network_at_the_crop_size(tiny_synth, fit_args, tmp_path) -> None:
-    from model.module import CalcinosisDetector
+    from calcidet.model.module import CalcinosisDetector
 
     module = CalcinosisDetector(arch="fcos_tiny", image_size=128, crop_size=64)
     seen: list[tuple[int, int]] = []

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from data.contract import check_target, make_target
-from data.transforms import PRESETS, build_transforms
+from calcidet.data.contract import check_target, make_target
+from calcidet.data.transforms import PRESETS, build_transforms
 
 # wide, tall and square boxes (labels 1, 2, 3) in the central part of a 288 x 384 image, left of centre
 BOXES = np.array([[60, 80, 150, 110], [170, 70, 190, 150], [100, 170, 160, 230]], dtype=np.float32)

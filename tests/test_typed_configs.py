@@ -11,10 +11,10 @@ from typing import get_args
 
 import pytest
 
-from data.transforms import PRESETS, AugmentPreset
-from model.builder import ARCHS, Arch
-from model.module import CalcinosisDetector
-from train.cli import cli_main, main
+from calcidet.data.transforms import PRESETS, AugmentPreset
+from calcidet.model.builder import ARCHS, Arch
+from calcidet.model.module import CalcinosisDetector
+from calcidet.train.cli import cli_main, main
 
 DEMO = str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
 

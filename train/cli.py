@@ -31,10 +31,10 @@ from pytorch_lightning.callbacks import ModelCheckpoint  # noqa: E402
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 from pytorch_lightning.utilities import rank_zero_warn  # noqa: E402
 
-from data.datamodule import CalcinosisDataModule  # noqa: E402
-from model.module import CalcinosisDetector  # noqa: E402
-from train.callbacks import CheckpointOnSigterm, DataPosition, LastCheckpoint  # noqa: E402
-from train.logs import setup_logging  # noqa: E402
+from calcidet.data.datamodule import CalcinosisDataModule  # noqa: E402
+from calcidet.model.module import CalcinosisDetector  # noqa: E402
+from calcidet.train.callbacks import CheckpointOnSigterm, DataPosition, LastCheckpoint  # noqa: E402
+from calcidet.train.logs import setup_logging  # noqa: E402
 
 TOOLS = ("synth", "detect", "evaluate", "export-images", "convert", "split", "export", "report")
 VERBOSITY = {"-v": 1, "--verbose": 1, "-q": -1, "--quiet": -1}
@@ -52,7 +52,7 @@ def _default_loggers() -> list[dict]:
 
 def _class_names_of_data(*jsons: str | list[str] | None) -> list[str] | None:
     """Class names from the first COCO file given (train, else val, else test); None: the model's default."""
-    from data.coco import read_class_names
+    from calcidet.data.coco import read_class_names
 
     path = next((j for j in jsons if j), None)
     if isinstance(path, list):
@@ -137,11 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in TOOLS:
         import importlib
 
-        module = argv[0].replace("-", "_")  # export-images -> train.export_images_cmd
-        return int(importlib.import_module(f"train.{module}_cmd").main(argv[1:]) or 0)
+        module = argv[0].replace("-", "_")  # export-images -> calcidet.train.export_images_cmd
+        return int(importlib.import_module(f"calcidet.train.{module}_cmd").main(argv[1:]) or 0)
     if argv[:1] == ["predict"]:  # LightningCLI's predict wrote nothing: one command detects
         print("calcidet predict is not a command: use `calcidet detect INPUT... --checkpoint CKPT --output DIR` "
-              "(same predictor, writes the result files), or model.inference.CalcinosisPredictor from Python",
+              "(same predictor, writes the result files), or calcidet.model.inference.CalcinosisPredictor from Python",
               file=sys.stderr)
         return 2
     if argv[:1] == ["--version"]:

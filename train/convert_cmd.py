@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from data.coco import CocoFormatError, load_coco
-from data.convert import (
+from calcidet.data.coco import CocoFormatError, load_coco
+from calcidet.data.convert import (
     FORMATS,
     ConversionError,
     ImageFolder,
@@ -36,7 +36,7 @@ from data.convert import (
     read_yolo,
     to_coco,
 )
-from train.detect_writer import atomic_write_text
+from calcidet.train.detect_writer import atomic_write_text
 
 EXPORT_SKELETON = "annotations.json"  # what export-images writes in its output folder
 

@@ -31,15 +31,15 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from data.dataset import FolderDataset, detection_collate, resize_longest, to_uint8
-from data.folders import find_radiographs, relative_name
-from data.readers import read_radiograph
-from data.scope import ImageScopeCheck, ScopeVerdict, assess_scope
-from model.checkpoint import CheckpointError
-from model.inference import DEFAULT_SCORE_FLOOR, DEFAULT_THRESHOLD, CalcinosisPredictor, Detections
-from model.intended_use import intended_use
-from train import detect_writer
-from train.detect_coco import GroundTruth, GroundTruthError, assign_ids, load_ground_truth
+from calcidet.data.dataset import FolderDataset, detection_collate, resize_longest, to_uint8
+from calcidet.data.folders import find_radiographs, relative_name
+from calcidet.data.readers import read_radiograph
+from calcidet.data.scope import ImageScopeCheck, ScopeVerdict, assess_scope
+from calcidet.model.checkpoint import CheckpointError
+from calcidet.model.inference import DEFAULT_SCORE_FLOOR, DEFAULT_THRESHOLD, CalcinosisPredictor, Detections
+from calcidet.model.intended_use import intended_use
+from calcidet.train import detect_writer
+from calcidet.train.detect_coco import GroundTruth, GroundTruthError, assign_ids, load_ground_truth
 
 OVERLAY_SIZE = 1024  # longest side of overlay PNGs: enough to see a 5 mm mass on a full film
 
@@ -307,7 +307,7 @@ def run_predict(args: argparse.Namespace, predictor: CalcinosisPredictor, datase
 
 def onnx_runtime(predictor: CalcinosisPredictor, onnx_path: str | None) -> torch.nn.Module:
     """The predictor's model with its network in ONNX Runtime; exported now (~10 s) if no file is given."""
-    from model.onnx_export import export_onnx, onnx_metadata, onnx_runtime_detector
+    from calcidet.model.onnx_export import export_onnx, onnx_metadata, onnx_runtime_detector
 
     if onnx_path is not None:
         exported_from = onnx_metadata(onnx_path).get("checkpoint_sha256")
@@ -426,7 +426,7 @@ def _detect(args: argparse.Namespace, predictor: CalcinosisPredictor, files: lis
           f"{counts['boxes']} boxes kept down to {predictor.score_floor:g}; "
           f"{processed} processed in {predict_s:.1f} s; results in {out}")
     if args.report and counts["ok"] > 0:
-        from train.report_cmd import (
+        from calcidet.train.report_cmd import (
             main as report_main,  # only here: detect runs without it most of the time
         )
 

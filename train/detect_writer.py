@@ -43,9 +43,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from data.scope import ScopeVerdict
-from model.inference import Detections
-from train.detect_coco import CocoIds, coco_dataset, results_list
+from calcidet.data.scope import ScopeVerdict
+from calcidet.model.inference import Detections
+from calcidet.train.detect_coco import CocoIds, coco_dataset, results_list
 
 JOURNAL_DIR = ".journal"
 MAX_PART_BYTES = 200  # of an output path's parts: leaves room for a suffix and ".NAME.tmp" within 255

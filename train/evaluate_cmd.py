@@ -34,23 +34,23 @@ from typing import Any
 
 import numpy as np
 
-from data.coco import CocoFormatError, CocoIndex, load_coco
-from model.breakdown import (
+from calcidet.data.coco import CocoFormatError, CocoIndex, load_coco
+from calcidet.model.breakdown import (
     breakdown,
     default_fields,
     field_level,
     ground_truth_fields,
     per_class_metrics,
 )
-from model.metrics import (
+from calcidet.model.metrics import (
     ImageResult,
     bootstrap_detection_metrics,
     detection_metrics,
     froc_curve,
     pr_curve,
 )
-from train.detect_writer import DETECTION_COLUMNS
-from train.report_plots import plot_froc, plot_pr
+from calcidet.train.detect_writer import DETECTION_COLUMNS
+from calcidet.train.report_plots import plot_froc, plot_pr
 
 EVAL_THRESHOLD = 0.05  # detect score floor we recommend for evaluation runs (the training score floor)
 

@@ -15,8 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from model.checkpoint import CheckpointError
-from model.inference import CalcinosisPredictor
+from calcidet.model.checkpoint import CheckpointError
+from calcidet.model.inference import CalcinosisPredictor
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        from model.onnx_export import export_onnx
+        from calcidet.model.onnx_export import export_onnx
     except ImportError as exc:
         print(f"calcidet export: {exc}; install the extra: pip install 'calcidet[export]'", file=sys.stderr)
         return 2

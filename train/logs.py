@@ -1,7 +1,7 @@
 """The ``calcidet`` logger's one stderr handler: level from ``-v``/``-q``, rank zero only under DDP.
 
 Library code logs through ``logging.getLogger("calcidet")`` and never configures it; the command
-(``train.cli.main``) calls ``setup_logging`` once, as an application should.
+(``calcidet.train.cli.main``) calls ``setup_logging`` once, as an application should.
 
     calcidet -q synth --out /tmp/s --n 4     # warnings only
     calcidet -v fit --config configs/demo.yaml   # debug lines too

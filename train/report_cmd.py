@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.coco import CocoFormatError, load_coco
-from model.metrics import (
+from calcidet.data.coco import CocoFormatError, load_coco
+from calcidet.model.metrics import (
     FALSE_POSITIVE,
     ImageResult,
     detection_metrics,
@@ -35,10 +35,10 @@ from model.metrics import (
     match_lesions,
     pr_curve,
 )
-from train.detect_writer import safe_output_path
-from train.evaluate_cmd import build_results, match_names, read_detections
-from train.report_html import render_report
-from train.report_plots import plot_froc, plot_pr
+from calcidet.train.detect_writer import safe_output_path
+from calcidet.train.evaluate_cmd import build_results, match_names, read_detections
+from calcidet.train.report_html import render_report
+from calcidet.train.report_plots import plot_froc, plot_pr
 
 
 @dataclass

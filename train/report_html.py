@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 if TYPE_CHECKING:  # report_cmd imports this module; the types are only for annotations
-    from train.report_cmd import Film, Finding, GroundTruthSummary, Review
+    from calcidet.train.report_cmd import Film, Finding, GroundTruthSummary, Review
 
 DISCLAIMER = ("calcidet is research software, not a medical device. It is not cleared or approved for "
               "diagnosis or patient care; every finding needs a qualified reader's review.")

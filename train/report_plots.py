@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from model.metrics import FrocCurve  # noqa: E402
+from calcidet.model.metrics import FrocCurve  # noqa: E402
 
 
 def plot_froc(curve: FrocCurve, path: Path, ci: dict[float, tuple[float, float]] | None = None,

@@ -20,9 +20,9 @@ import sys
 from pathlib import Path, PurePath
 from typing import Any
 
-from data.coco import CocoFormatError, load_coco
-from data.split import patient_key, split_by_patient
-from train.detect_writer import atomic_write_text
+from calcidet.data.coco import CocoFormatError, load_coco
+from calcidet.data.split import patient_key, split_by_patient
+from calcidet.train.detect_writer import atomic_write_text
 
 SPLIT_NAMES = ("train", "val", "test")
 

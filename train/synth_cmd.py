@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from data.preview import write_contact_sheet
-from data.synth import synthesize
+from calcidet.data.preview import write_contact_sheet
+from calcidet.data.synth import synthesize
 
 
 def main(argv: list[str] | None = None) -> int:
