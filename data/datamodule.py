@@ -15,7 +15,13 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from calcidet.data.coco import CocoIndex, concat_indexes, load_coco, patient_split
-from calcidet.data.dataset import CACHE_MODES, CacheMode, FolderDataset, RadiographDataset, detection_collate
+from calcidet.data.dataset import (
+    CACHE_MODES,
+    CacheMode,
+    FolderDataset,
+    RadiographDataset,
+    detection_collate,
+)
 from calcidet.data.folders import find_radiographs, relative_name
 from calcidet.data.transforms import AugmentPreset, build_transforms
 

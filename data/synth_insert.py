@@ -23,7 +23,13 @@ import cv2
 import numpy as np
 
 from calcidet.data.synth_anatomy import distance_mm
-from calcidet.data.synth_lesions import PATTERN_WEIGHTS, PATTERNS, _pick, insert_findings, render_calcinosis
+from calcidet.data.synth_lesions import (
+    PATTERN_WEIGHTS,
+    PATTERNS,
+    _pick,
+    insert_findings,
+    render_calcinosis,
+)
 from calcidet.data.synth_markers import burn_markers
 from calcidet.data.synth_real import RealFilm, add_attenuation, to_logit
 

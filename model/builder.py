@@ -40,7 +40,12 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.fcos import FCOSHead
 
 from calcidet.model.backbones import EfficientNetLiteFPN, TinyResNetFPN
-from calcidet.model.efficientnet_lite import LITE0_MEAN, LITE0_STD, lite0_weights_path, load_lite0_weights
+from calcidet.model.efficientnet_lite import (
+    LITE0_MEAN,
+    LITE0_STD,
+    lite0_weights_path,
+    load_lite0_weights,
+)
 from calcidet.model.weights import (
     WeightsUnavailableError,
     ensure_available,

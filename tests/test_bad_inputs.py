@@ -22,6 +22,8 @@ import pytest
 from calcidet.data.coco import CocoFormatError, load_coco
 from calcidet.data.dataset import RadiographDataset
 from calcidet.data.readers import RadiographReadError, read_radiograph
+from calcidet.train.detect_cmd import main as detect_main
+from calcidet.train.detect_writer import safe_output_path
 from tests.bad_inputs import (
     KINDS,
     Expectation,
@@ -31,8 +33,6 @@ from tests.bad_inputs import (
     noise_image,
     write_untrained_checkpoint,
 )
-from calcidet.train.detect_cmd import main as detect_main
-from calcidet.train.detect_writer import safe_output_path
 
 FILE_KINDS = [k.name for k in KINDS if k.expect.status != "absent"]
 MIN_KINDS = 20

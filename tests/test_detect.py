@@ -16,7 +16,12 @@ import pytest
 
 from calcidet.train.detect_cmd import collect_inputs
 from calcidet.train.detect_cmd import main as detect_main
-from calcidet.train.detect_writer import DETECTION_COLUMNS, IMAGE_COLUMNS, read_journal, safe_output_path
+from calcidet.train.detect_writer import (
+    DETECTION_COLUMNS,
+    IMAGE_COLUMNS,
+    read_journal,
+    safe_output_path,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

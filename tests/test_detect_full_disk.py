@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.bad_inputs import encode, noise_image, write_untrained_checkpoint
 from calcidet.train.detect_cmd import main as detect_main
+from tests.bad_inputs import encode, noise_image, write_untrained_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = ("detections.csv", "images.csv", "detections.json", "detections_coco.json")

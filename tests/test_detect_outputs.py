@@ -18,9 +18,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from tests.bad_inputs import encode, noise_image, write_untrained_checkpoint
 from calcidet.train.cli import main as calcidet_main
 from calcidet.train.detect_cmd import main as detect_main
+from tests.bad_inputs import encode, noise_image, write_untrained_checkpoint
 
 THRESHOLD = "0.074"  # the untrained network scores 0.071-0.079 on these films
 

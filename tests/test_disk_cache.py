@@ -19,7 +19,13 @@ import torch
 from calcidet.data.coco import CocoImage, load_coco
 from calcidet.data.datamodule import CalcinosisDataModule
 from calcidet.data.dataset import RadiographDataset
-from calcidet.data.disk_cache import HEADER_SIZE, STALE_TEMP_S, CacheEntryWarning, DiskImageCache, temp_path
+from calcidet.data.disk_cache import (
+    HEADER_SIZE,
+    STALE_TEMP_S,
+    CacheEntryWarning,
+    DiskImageCache,
+    temp_path,
+)
 
 IMAGE_SIZE = 32
 REPO = Path(__file__).resolve().parents[1]

@@ -21,10 +21,10 @@ from calcidet.model.metrics import (
     detection_metrics,
     pr_curve,
 )
-from tests.bad_inputs import random_results
 from calcidet.train.detect_cmd import main as detect_main
 from calcidet.train.evaluate_cmd import main as evaluate_main
 from calcidet.train.evaluate_cmd import match_names
+from tests.bad_inputs import random_results
 
 METRIC_KEYS = {"map", "map_50", "froc_sens@0.125fp", "froc_sens@0.25fp", "froc_sens@0.5fp", "froc_sens@1fp",
                "froc_sens@2fp", "froc_sens@4fp", "froc_sens@8fp", "froc_cpm", "auroc"}

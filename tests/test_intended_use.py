@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from calcidet.model.intended_use import STATEMENT, describe_coco
-from tests.bad_inputs import write_blurred_film
 from calcidet.train.detect_cmd import main as detect_main
+from tests.bad_inputs import write_blurred_film
 
 
 def _coco(path: Path, info: dict) -> Path:

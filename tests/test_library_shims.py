@@ -19,8 +19,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.demos.boring_classes import BoringModel
 
 from calcidet.model.metrics import ImageResult, _ResampledCOCOeval, coco_ap, coco_eval
-from tests.bad_inputs import random_results
 from calcidet.train.callbacks import LastCheckpoint
+from tests.bad_inputs import random_results
 
 
 def test_model_checkpoint_private_methods_keep_their_signatures() -> None:

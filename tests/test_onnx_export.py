@@ -10,8 +10,8 @@ import pytest
 from calcidet.data.synth import synthesize
 from calcidet.model.inference import CalcinosisPredictor, Detections
 from calcidet.model.onnx_export import onnx_metadata, onnx_runtime_detector
-from tests.bad_inputs import write_blurred_film, write_untrained_checkpoint
 from calcidet.train.export_cmd import main as export_main
+from tests.bad_inputs import write_blurred_film, write_untrained_checkpoint
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

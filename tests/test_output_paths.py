@@ -22,6 +22,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from calcidet.data.readers import MAX_PIXELS
+from calcidet.train.detect_writer import safe_output_path
 from tests.bad_inputs import (
     dicom_bytes,
     encode,
@@ -31,7 +32,6 @@ from tests.bad_inputs import (
     tiff_declaring,
     write_untrained_checkpoint,
 )
-from calcidet.train.detect_writer import safe_output_path
 
 REPO = Path(__file__).resolve().parents[1]
 NAME_MAX = 255

@@ -17,10 +17,10 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pytest
 
-from tests.bad_inputs import encode, noise_image, write_untrained_checkpoint
 from calcidet.train.cli import main as calcidet_main
 from calcidet.train.detect_cmd import main as detect_main
 from calcidet.train.report_cmd import review_against_gt
+from tests.bad_inputs import encode, noise_image, write_untrained_checkpoint
 
 ODD_NAME = "a <b>&\"q' #1 %20?.png"  # HTML and URL specials: must be escaped, and its overlay still found
 VOID = {"meta", "img", "input", "br", "hr", "link"}

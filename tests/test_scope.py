@@ -13,9 +13,9 @@ import pytest
 
 from calcidet.data.readers import read_radiograph
 from calcidet.data.scope import ScopeVerdict, assess_scope, classify_words, scope_from_tags
-from tests.bad_inputs import dicom_bytes
 from calcidet.train.detect_cmd import main as detect_main
 from calcidet.train.detect_writer import IMAGE_COLUMNS
+from tests.bad_inputs import dicom_bytes
 
 
 @pytest.mark.parametrize("tags, scope, reason", [

@@ -36,7 +36,12 @@ from calcidet.data.folders import find_radiographs, relative_name
 from calcidet.data.readers import read_radiograph
 from calcidet.data.scope import ImageScopeCheck, ScopeVerdict, assess_scope
 from calcidet.model.checkpoint import CheckpointError
-from calcidet.model.inference import DEFAULT_SCORE_FLOOR, DEFAULT_THRESHOLD, CalcinosisPredictor, Detections
+from calcidet.model.inference import (
+    DEFAULT_SCORE_FLOOR,
+    DEFAULT_THRESHOLD,
+    CalcinosisPredictor,
+    Detections,
+)
 from calcidet.model.intended_use import intended_use
 from calcidet.train import detect_writer
 from calcidet.train.detect_coco import GroundTruth, GroundTruthError, assign_ids, load_ground_truth

@@ -77,7 +77,9 @@ def _match_gt(paths: dict[str, Path], index: CocoIndex) -> tuple[dict[str, int],
     gt_rest = [im.file_name for im in index.images if im.id not in taken]
     rest = [n for n in paths if n not in ids]
     if rest and gt_rest:
-        from calcidet.train.evaluate_cmd import match_names  # one name-matching rule for detect and evaluate
+        from calcidet.train.evaluate_cmd import (
+            match_names,  # one name-matching rule for detect and evaluate
+        )
 
         by_name, name_rule = match_names(gt_rest, rest)
         id_of = {im.file_name: im.id for im in index.images}
