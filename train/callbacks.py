@@ -70,6 +70,8 @@ class DataPosition(Callback):
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         self._pending = checkpoint.get(self.KEY)
+        if trainer.max_steps != -1:
+            resume_epoch_end_as_last_batch(checkpoint)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         loader = trainer.train_dataloader
@@ -106,3 +108,30 @@ def save_as_epoch_cadence(checkpoint: ModelCheckpoint, trainer: pl.Trainer) -> N
     tests/test_library_shims.py fails if they disappear, change signature or stop saving.
     """
     checkpoint._save_topk_checkpoint(trainer, checkpoint._monitor_candidates(trainer))
+
+
+def resume_epoch_end_as_last_batch(checkpoint: dict) -> bool:
+    """Rewrite a checkpoint saved at an epoch's end as if saved after that epoch's last batch.
+
+    With ``max_steps`` set, Lightning (2.4-2.6) resumes such a checkpoint by finishing the ended
+    epoch a second time and counting it again, so with ``max_epochs`` also set a resumed run can stop
+    at once, one epoch short. A save after the last batch is a state it resumes correctly (a new
+    epoch starts). Runs before the loops are restored; returns whether it changed anything.
+    This reads Lightning's loop-progress layout in the checkpoint, which has no public API:
+    tests/test_training.py (``test_resume_from_last_is_exact[max_steps]``) fails if it changes.
+    """
+    fit = checkpoint.get("loops", {}).get("fit_loop")
+    if not fit:
+        return False
+    epochs, batches = fit["epoch_progress"], fit["epoch_loop.batch_progress"]
+    ended = epochs["total"]
+    at_epoch_end = (ended["ready"] == ended["started"] == ended["processed"] == ended["completed"] + 1
+                    and batches["is_last_batch"]
+                    and batches["total"]["completed"] == batches["total"]["processed"])
+    if not at_epoch_end:
+        return False
+    for scope in ("total", "current"):
+        epochs[scope]["processed"] -= 1
+        batches[scope]["completed"] -= 1
+    fit["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1  # re-added when the batch "ends" again
+    return True
