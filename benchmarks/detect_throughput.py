@@ -28,9 +28,9 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import torch  # noqa: E402
 
 from calcidet.data.dataset import FolderDataset  # noqa: E402
+from calcidet.data.folders import collect_inputs  # noqa: E402
 from calcidet.model.inference import CalcinosisPredictor  # noqa: E402
 from calcidet.model.onnx_export import export_onnx, onnx_runtime_detector  # noqa: E402
-from calcidet.train.detect_cmd import collect_inputs  # noqa: E402
 from calcidet.train.detect_cmd import main as detect_main  # noqa: E402
 
 

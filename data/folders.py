@@ -1,10 +1,12 @@
-"""Find the radiographs under a folder, in a stable order, and name them relative to it.
+"""Find the radiographs under one or more folders, in a stable order, and name them relative to them.
 
     python -c "from calcidet.data.folders import find_radiographs; print(find_radiographs('films/'))"
+    python -c "from calcidet.data.folders import collect_inputs; print(collect_inputs(['a/', 'b/']))"
 
 PACS exports often write DICOM files without an extension (``IM000123``) or with an odd one
 (``1.2.840.113619...``), so any file that starts with a DICOM header counts, whatever its name.
 Hidden folders and files (``.git``, macOS ``._IMG.jpg`` resource forks) are skipped.
+``collect_inputs`` is what the commands (``calcidet detect``, ``export-images``) take their files from.
 """
 
 from __future__ import annotations
@@ -72,3 +74,55 @@ def relative_name(path: str | Path, root: str | Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:  # one given relative, the other absolute
         return path.resolve().relative_to(root.resolve()).as_posix()
+
+
+def collect_inputs(inputs: list[str], exclude: Path | None = None) -> tuple[list[Path], list[str]]:
+    """The radiographs under several inputs (``find_radiographs`` of each) and their unique names.
+
+    A file's name is its ``relative_name`` in its input (a file given directly: its file name). With
+    several inputs each name is prefixed with its input's folder name (``left/knee1.png``,
+    ``right/knee1.png``); clashing prefixes get a suffix (``images-2/...``). A file reached through
+    two inputs is listed once. Names that are not valid UTF-8 (another system's encoding) show those
+    bytes as ``\\xNN`` escapes, so that they fit UTF-8 CSV/JSON outputs.
+
+    Args:
+        inputs: folders (searched recursively) or files.
+        exclude: a folder whose files are left out (an output folder that may sit inside an input).
+
+    Returns:
+        (files, names), sorted by name.
+
+    Raises:
+        FileNotFoundError: naming every input that does not exist.
+    """
+    roots = [Path(p) for p in inputs]
+    missing = [str(r) for r in roots if not r.exists()]
+    if missing:
+        raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
+    skip = exclude.resolve() if exclude is not None else None
+    used: set[str] = set()
+    seen: set[Path] = set()
+    named: dict[str, Path] = {}
+    for root in roots:
+        label = _unique_label(root.resolve().name or "root", used) if len(roots) > 1 else None
+        for path in find_radiographs(root):
+            real = path.resolve()
+            if real in seen or (skip is not None and real.is_relative_to(skip)):
+                continue  # the same file reached through two inputs, or one of our overlays
+            seen.add(real)
+            name = relative_name(path, root)
+            if label is not None:  # a file given directly is named by its label alone
+                name = label if root.is_file() else f"{label}/{name}"
+            named[os.fsencode(name).decode("utf-8", "backslashreplace")] = path
+    names = sorted(named)
+    return [named[n] for n in names], names
+
+
+def _unique_label(label: str, used: set[str]) -> str:
+    candidate, k = label, 2
+    while candidate in used:
+        stem, dot, ext = label.partition(".")
+        candidate = f"{stem}-{k}{dot}{ext}"
+        k += 1
+    used.add(candidate)
+    return candidate

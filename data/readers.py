@@ -5,7 +5,9 @@ The one place where calcidet decodes image files. Every failure comes out as ``R
 
     python -c "from calcidet.data.readers import read_radiograph; print(read_radiograph('film.dcm'))"
 
-Decisions worth knowing:
+This file holds the public API: it sniffs the format, hands the bytes to a decoder (``data.raster``
+for PNG/JPEG/TIFF, ``data.dicom`` for DICOM; both return ``data.decoded.DecodedPixels``) and
+normalises the result. Decisions worth knowing:
 
 - The format is sniffed from the file's first bytes, not its extension (a DICOM without preamble is
   accepted when the extension says ``.dcm``/``.dicom``).
@@ -23,61 +25,27 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import io
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
-import pydicom
-import tifffile
-from PIL import Image
 
-try:  # pydicom >= 3
-    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder
-except ImportError:  # pydicom 2.4
-    from pydicom.pixel_data_handlers.util import apply_color_lut, apply_modality_lut, apply_voi_lut
+from calcidet.data.decoded import MAX_PIXELS, RadiographReadError, finite_min_max
+from calcidet.data.dicom import BODY_PART_TAGS, decode_dicom
+from calcidet.data.raster import decode_raster, decode_tiff
 
-    get_decoder = None
-
-MAX_PIXELS = 100_000_000
-# PIL warns above MAX_IMAGE_PIXELS and refuses at twice it; we refuse at MAX_PIXELS ourselves.
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+__all__ = [
+    "BODY_PART_TAGS", "IMAGE_EXTENSIONS", "MAX_PIXELS", "NORMALIZE_MODES", "Radiograph",
+    "RadiographReadError", "is_dicom_file", "normalize_intensity", "read_radiograph",
+]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom")
 NORMALIZE_MODES = ("percentile", "minmax", "none")
 
-# Resolutions that image writers put in by default: they describe a screen or a printer, not a detector.
-_DEFAULT_DPI = (1, 72, 96, 150, 300, 600)
-# DICOM elements that say what a film shows, in the order a reader trusts them (the coded one first);
-# CR readers put the exam menu ("CHEST PA") in AcquisitionDeviceProcessingDescription.
-BODY_PART_TAGS = (
-    "BodyPartExamined", "ViewPosition", "StudyDescription", "SeriesDescription", "ProtocolName",
-    "RequestedProcedureDescription", "PerformedProcedureStepDescription",
-    "AcquisitionDeviceProcessingDescription", "Modality",
-)
 # ~130k pixels on a regular grid pin the 0.5/99.5 percentiles to well under 1% of the range, at a
 # tenth of the cost of all of a 1.3 Mpx film (sorting is what decoding time goes to after the codec).
 _PERCENTILE_SAMPLE = 1 << 17
-
-
-class RadiographReadError(ValueError):
-    """A radiograph file could not be read; ``str(err)`` is ``"{path}: {reason}"``.
-
-    Attributes:
-        path: the file, as a string.
-        reason: why it could not be read, in words fit for a CSV column.
-    """
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-    def __reduce__(self):  # DataLoader workers pickle exceptions; keep both fields across.
-        return type(self), (self.path, self.reason)
 
 
 @dataclass(frozen=True)
@@ -108,21 +76,6 @@ class Radiograph:
     bit_depth: int
     photometric: str | None
     tags: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class _Decoded:
-    """What a format decoder hands to normalisation."""
-
-    pixels: np.ndarray  # H x W, integer or float, before normalisation
-    value_range: tuple[float, float]  # the format's nominal range, for normalize="none"
-    bit_depth: int
-    photometric: str | None
-    invert: bool = False  # stored white-is-zero (MONOCHROME1, TIFF min-is-white)
-    spacing: tuple[float, float] | None = None
-    spacing_source: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    full_size: tuple[int, int] | None = None  # (H, W) of the file when ``pixels`` was decoded reduced
 
 
 def is_dicom_file(path: str | Path) -> bool:
@@ -183,17 +136,13 @@ def read_radiograph(
         raise ValueError(f"max_side must be a positive number of pixels or None, got {max_side}")
     try:
         if fmt in ("png", "jpeg"):
-            dec = _decode_raster(data, fmt, max_side)
+            dec = decode_raster(data, fmt, max_side)
         else:
-            dec = (_decode_tiff if fmt == "tiff" else _decode_dicom)(data, fmt)
+            dec = decode_tiff(data) if fmt == "tiff" else decode_dicom(data)
     except RadiographReadError as exc:
         raise RadiographReadError(path_s, exc.reason) from exc
-    except (
-        Exception
-    ) as exc:  # decoders raise anything from struct.error to MemoryError on bad input
-        raise RadiographReadError(
-            path_s, f"cannot decode {fmt}: {type(exc).__name__}: {exc}"
-        ) from exc
+    except Exception as exc:  # decoders raise anything from struct.error to MemoryError on bad input
+        raise RadiographReadError(path_s, f"cannot decode {fmt}: {type(exc).__name__}: {exc}") from exc
     if dec.pixels.ndim != 2 or dec.pixels.size == 0:
         raise RadiographReadError(path_s, f"decoded {fmt} has shape {dec.pixels.shape}, not H x W")
     if dec.pixels.dtype.kind not in "uif":  # e.g. a TIFF whose SampleFormat says complex
@@ -242,7 +191,7 @@ def normalize_intensity(
             )
         lo, hi = value_range
     else:
-        lo, hi = _finite_min_max(pixels)
+        lo, hi = finite_min_max(pixels)
         if mode == "percentile" and hi > lo:
             step = max(1, math.ceil(np.sqrt(pixels.size / _PERCENTILE_SAMPLE)))
             sample = pixels[::step, ::step]
@@ -268,13 +217,6 @@ def normalize_intensity(
     return out
 
 
-def _finite_min_max(pixels: np.ndarray) -> tuple[float, float]:
-    if pixels.dtype.kind == "f":
-        finite = pixels[np.isfinite(pixels)]
-        return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    return float(pixels.min()), float(pixels.max())
-
-
 def _sniff_format(data: bytes, suffix: str) -> str | None:
     # DICOM first: its 128-byte preamble may itself hold a TIFF header (NEMA's WG04 CRs do).
     if data[128:132] == b"DICM":
@@ -286,316 +228,3 @@ def _sniff_format(data: bytes, suffix: str) -> str | None:
     if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "tiff"
     return "dicom" if suffix in (".dcm", ".dicom") else None
-
-
-def _check_size(height: int, width: int, what: str) -> None:
-    if height <= 0 or width <= 0:
-        raise RadiographReadError("", f"{what} declares an empty image ({width}x{height})")
-    if height * width > MAX_PIXELS:
-        raise RadiographReadError(
-            "",
-            f"{what} declares {width}x{height} = {height * width:,} pixels, over MAX_PIXELS={MAX_PIXELS:,}",
-        )
-
-
-# OpenCV's reduced greyscale modes: libjpeg decodes only the low DCT frequencies, at 1/d of the size.
-_JPEG_REDUCED = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
-                 (2, cv2.IMREAD_REDUCED_GRAYSCALE_2))
-_EXIF_ORIENTATION = 0x0112
-_TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
-
-
-def jpeg_reduction(height: int, width: int, max_side: int | None) -> tuple[int, int]:
-    """The largest libjpeg denominator (8, 4, 2, else 1) leaving the longest side >= ``max_side``.
-
-    Returns:
-        (denominator, OpenCV imread flag); (1, IMREAD_GRAYSCALE) when no reduction fits.
-    """
-    if max_side is not None:
-        for denom, flag in _JPEG_REDUCED:
-            if -(-max(height, width) // denom) >= max_side:  # libjpeg rounds scaled sizes up
-                return denom, flag
-    return 1, cv2.IMREAD_GRAYSCALE
-
-
-def _decode_raster(data: bytes, fmt: str, max_side: int | None = None) -> _Decoded:
-    """PNG and JPEG: PIL reads the header (size, mode, resolution), OpenCV decodes (faster)."""
-    try:
-        with (
-            warnings.catch_warnings()
-        ):  # PIL warns between 1x and 2x its limit; we raise below instead
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            header = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
-        raise RadiographReadError(
-            "", f"{fmt.upper()} is over MAX_PIXELS={MAX_PIXELS:,}: {exc}"
-        ) from exc
-    except Image.UnidentifiedImageError as exc:  # its message names a BytesIO at a memory address
-        raise RadiographReadError(
-            "", f"corrupt {fmt.upper()} header (no image size or mode in it)"
-        ) from exc
-    width, height = header.size
-    _check_size(height, width, fmt.upper())
-    # Newer OpenCV refuses truncated JPEGs but older ones fill the rest with grey: check for EOI.
-    if fmt == "jpeg" and not _jpeg_has_end(data):
-        raise RadiographReadError("", "truncated JPEG (no end-of-image marker)")
-    denom, reduced_flag = jpeg_reduction(height, width, max_side if fmt == "jpeg" else None)
-    if header.mode == "CMYK":  # OpenCV's CMYK handling depends on its libjpeg; PIL's is reliable
-        pixels, denom = np.asarray(header.convert("L")), 1
-    elif denom > 1:
-        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), reduced_flag)
-    else:
-        flags = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH  # luminance, 16-bit PNG stays 16-bit
-        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    if pixels is None:
-        raise RadiographReadError("", f"corrupt or truncated {fmt.upper()} (the decoder gave up)")
-    bits = 8 * pixels.dtype.itemsize
-    full_size = None
-    if denom > 1:  # OpenCV applied the EXIF orientation; PIL's header size is as stored
-        transposed = header.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSED
-        full_size = (width, height) if transposed else (height, width)
-    spacing = None
-    if fmt == "png" and "dpi" in header.info:  # PIL reports pHYs in metres as dpi
-        spacing = _spacing_from_dpi(header.info["dpi"])
-    return _Decoded(
-        pixels, (0.0, 2.0**bits - 1), bits, header.mode, spacing=spacing, spacing_source="PNG pHYs",
-        full_size=full_size,
-    )
-
-
-def _jpeg_has_end(data: bytes) -> bool:
-    """True if an end-of-image marker follows the first scan of the main image.
-
-    The header segments are skipped by their lengths, so an EXIF thumbnail's own end marker does not
-    count; searching after the scan (not only the file's tail) accepts trailers such as the video
-    that phones append to "motion photos".
-    """
-    pos = 2  # after SOI
-    while pos + 4 <= len(data) and data[pos] == 0xFF:
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0xDA:  # start of scan: entropy-coded data follows, with 0xFF bytes stuffed
-            return data.find(b"\xff\xd9", pos) >= 0
-        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-    return False
-
-
-def _decode_tiff(data: bytes, fmt: str) -> _Decoded:
-    with tifffile.TiffFile(io.BytesIO(data)) as tif:
-        if not tif.pages:
-            raise RadiographReadError("", "TIFF has no image pages")
-        page = tif.pages.first
-        _check_size(int(page.imagelength), int(page.imagewidth), "TIFF")
-        photometric, bits = page.photometric.name, int(page.bitspersample)
-        spacing = None
-        unit = int(page.tags.valueof("ResolutionUnit", 2))
-        res = page.tags.valueof("XResolution"), page.tags.valueof("YResolution")
-        if unit in (2, 3) and all(isinstance(r, tuple) and r[1] for r in res):
-            per_inch = 1.0 if unit == 2 else 2.54
-            spacing = _spacing_from_dpi(tuple(r[0] / r[1] * per_inch for r in res))
-        try:
-            pixels = page.asarray()
-        except Exception as exc:
-            # LZW, PackBits and JPEG need imagecodecs in tifffile; PIL's libtiff decodes them.
-            pixels = _tiff_with_pil(data, exc)
-    pixels = np.squeeze(pixels)
-    if pixels.ndim == 3:  # samples last (RGB/RGBA) after tifffile's planar handling
-        if pixels.shape[-1] not in (3, 4):
-            raise RadiographReadError(
-                "", f"TIFF has {pixels.shape[-1]} samples per pixel; expected 1, 3 or 4"
-            )
-        pixels = _luminance(pixels[..., :3])
-    if pixels.dtype == bool:
-        pixels, bits = pixels.astype(np.uint8), 1
-    top = 1.0 if pixels.dtype.kind == "f" else 2.0**bits - 1
-    return _Decoded(
-        pixels,
-        (0.0, top),
-        bits,
-        photometric,
-        invert=photometric == "MINISWHITE",
-        spacing=spacing,
-        spacing_source="TIFF resolution",
-    )
-
-
-def _tiff_with_pil(data: bytes, tifffile_error: Exception) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.mode in ("RGB", "RGBA", "CMYK", "P", "LA", "YCbCr"):
-                im = im.convert("L")
-            return np.asarray(im)
-    except Exception as exc:
-        raise RadiographReadError("", f"cannot decode TIFF: {tifffile_error}") from exc
-
-
-def _decode_dicom(data: bytes, fmt: str) -> _Decoded:
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM")
-    except Exception as exc:
-        raise RadiographReadError(
-            "", f"not a readable DICOM file: {type(exc).__name__}: {exc}"
-        ) from exc
-    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        if data[128:132] != b"DICM":
-            raise RadiographReadError(
-                "", "not a DICOM file (no 'DICM' header, and no pixel data found)"
-            )
-        sop = ds.get("SOPClassUID")
-        raise RadiographReadError(
-            "", "DICOM has no pixel data" + (f" (SOP class: {sop.name})" if sop else "")
-        )
-    _check_size(int(ds.get("Rows") or 0), int(ds.get("Columns") or 0), "DICOM")
-    frames = int(ds.get("NumberOfFrames") or 1)
-    if frames > 1:
-        raise RadiographReadError(
-            "", f"multi-frame DICOM ({frames} frames) is not a plain radiograph"
-        )
-    ts = getattr(ds, "file_meta", pydicom.Dataset()).get("TransferSyntaxUID")
-    encoding = getattr(ds, "original_encoding", None)
-    if (
-        ts is None and encoding is not None
-    ):  # a bare dataset (no file meta): how it was read names the syntax
-        implicit, little = encoding
-        ts = pydicom.uid.UID("1.2.840.10008.1.2" + ("" if implicit else ".1" if little else ".2"))
-        ds.file_meta = pydicom.dataset.FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ts
-    ts_text = "(none given)" if ts is None else str(ts) if ts.name == ts else f"{ts.name} ({ts})"
-    if ts is not None and not _decoder_installed(ts):
-        raise RadiographReadError(
-            "", f"no installed decoder for transfer syntax {ts_text}; {_decoder_hint(ts)}"
-        )
-    try:
-        pixels = ds.pixel_array
-    except Exception as exc:
-        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise RadiographReadError(
-            "",
-            f"cannot decode DICOM pixel data in transfer syntax {ts_text}: {detail}; {_decoder_hint(ts)}",
-        ) from exc
-    photometric = str(ds.get("PhotometricInterpretation") or "") or None
-    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8 * pixels.dtype.itemsize)
-    if photometric == "PALETTE COLOR":
-        pixels = apply_color_lut(pixels, ds)
-    if pixels.ndim == 3:  # RGB (pydicom already turned YBR into RGB)
-        pixels = _luminance(pixels)
-        value_range = (0.0, 2.0**bits - 1)
-    else:
-        pixels, value_range = _dicom_display_values(ds, pixels, bits)
-    spacing, source = None, None
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        spacing = _valid_spacing(ds.get(keyword))
-        if spacing is not None:
-            source = keyword
-            break
-    return _Decoded(
-        pixels,
-        value_range,
-        bits,
-        photometric,
-        invert=photometric == "MONOCHROME1",
-        spacing=spacing,
-        spacing_source=source,
-        tags=_body_part_tags(ds),
-    )
-
-
-def _body_part_tags(ds: pydicom.Dataset) -> dict[str, str]:
-    """The non-empty ``BODY_PART_TAGS`` as text; an element that cannot be decoded is left out."""
-    tags = {}
-    for keyword in BODY_PART_TAGS:
-        try:
-            value = ds.get(keyword)
-            # A multi-valued element (VM > 1) is joined the way DICOM stores it.
-            multi = isinstance(value, pydicom.multival.MultiValue)
-            text = "\\".join(map(str, value)) if multi else str(value or "")
-        except Exception:  # noqa: BLE001 - a bad character set in a description must not lose the film
-            continue
-        text = " ".join(text.split())
-        if text:
-            tags[keyword] = text
-    return tags
-
-
-def _dicom_display_values(
-    ds: pydicom.Dataset, pixels: np.ndarray, bits: int
-) -> tuple[np.ndarray, tuple[float, float]]:
-    """Modality LUT then VOI LUT/window; also where the stored extremes land, for normalize="none"."""
-    signed = int(ds.get("PixelRepresentation") or 0) == 1
-    ends = np.array(
-        [-(2 ** (bits - 1)), 2 ** (bits - 1) - 1] if signed else [0, 2**bits - 1], np.int64
-    )
-    pixels, ends = apply_modality_lut(pixels, ds), apply_modality_lut(ends, ds)
-    try:
-        pixels, ends = apply_voi_lut(pixels, ds), apply_voi_lut(ends, ds)
-    except Exception as exc:  # a broken window (width 0, bad LUT) should not lose the film
-        warnings.warn(f"ignoring unusable VOI LUT/window: {exc}", stacklevel=3)
-    lo, hi = float(np.min(ends)), float(np.max(ends))
-    return pixels, (lo, hi) if hi > lo else _finite_min_max(pixels)
-
-
-def _decoder_installed(ts: pydicom.uid.UID) -> bool:
-    """False only when pydicom (>= 3) says no installed plugin decodes ``ts``; decoding will tell otherwise."""
-    if get_decoder is None:
-        return True
-    try:
-        return bool(get_decoder(ts).is_available)
-    except NotImplementedError:  # no decoder exists for this UID at all
-        return False
-
-
-def _decoder_hint(ts: pydicom.uid.UID | None) -> str:
-    """Which package decodes a transfer syntax, for the error message."""
-    for prefixes, packages in _DECODERS:
-        if ts is not None and str(ts) in prefixes:
-            return f"it is decoded by {packages}"
-    return "pydicom has no decoder for it; convert the file first (e.g. gdcmconv --raw)"
-
-
-_JPEG = "1.2.840.10008.1.2.4."
-_DECODERS = (
-    (
-        (_JPEG + "50", _JPEG + "51", _JPEG + "57", _JPEG + "70"),
-        "pylibjpeg + pylibjpeg-libjpeg (or gdcm)",
-    ),
-    ((_JPEG + "80", _JPEG + "81"), "pylibjpeg + pylibjpeg-libjpeg, or pyjpegls (or gdcm)"),
-    (
-        (_JPEG + "90", _JPEG + "91", _JPEG + "201", _JPEG + "202", _JPEG + "203"),
-        "pylibjpeg + pylibjpeg-openjpeg (or gdcm)",
-    ),
-    (("1.2.840.10008.1.2.5",), "pydicom itself (numpy); pylibjpeg-rle is faster"),
-    (
-        (
-            "1.2.840.10008.1.2",
-            "1.2.840.10008.1.2.1",
-            "1.2.840.10008.1.2.1.99",
-            "1.2.840.10008.1.2.2",
-        ),
-        "pydicom itself (uncompressed; the pixel data is probably damaged)",
-    ),
-)
-
-
-def _luminance(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R BT.601 luma of an H x W x 3 RGB array, in the input's dtype range."""
-    weights = np.array([0.299, 0.587, 0.114], np.float32)
-    luma = rgb.astype(np.float32) @ weights
-    return luma if rgb.dtype.kind == "f" else np.round(luma).astype(rgb.dtype)
-
-
-def _valid_spacing(value) -> tuple[float, float] | None:
-    """(row, col) mm from a DICOM spacing element; None if absent or nonsense (RG1_UNCR says 0.0)."""
-    try:
-        row, col = (float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    return (row, col) if 0.0 < row < 10.0 and 0.0 < col < 10.0 else None
-
-
-def _spacing_from_dpi(dpi: tuple[float, float]) -> tuple[float, float] | None:
-    x_dpi, y_dpi = (float(v) for v in dpi)
-    if any(abs(d - round(d)) < 0.05 and round(d) in _DEFAULT_DPI for d in (x_dpi, y_dpi)):
-        return None
-    return _valid_spacing((25.4 / y_dpi, 25.4 / x_dpi)) if x_dpi > 0 and y_dpi > 0 else None

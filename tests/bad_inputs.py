@@ -9,9 +9,9 @@ Each kind says what ``calcidet detect`` must write in ``images.csv`` for it:
 - ``"ok"``: odd but valid (RGBA, palette, CMYK, 1 pixel, 4000 x 3, constant 16-bit, ...): status ``ok``;
 - ``"absent"``: not a file to list at all (symlink loops, a directory named ``x.png``): no row, no crash.
 
-Beside the corpus, the writers tests share for the detect pipeline: good films (``write_blurred_film``,
-``make_good_images``) and checkpoints of an untrained network (``write_untrained_checkpoint``). Test
-modules import them from here, never from one another.
+Beside the corpus, the writers tests share: DICOM files (``dicom_bytes``, ``write_dicom``), good films
+for the detect pipeline (``write_blurred_film``, ``make_good_images``) and checkpoints of an untrained
+network (``write_untrained_checkpoint``). Test modules import them from here, never from one another.
 """
 
 from __future__ import annotations
@@ -140,6 +140,12 @@ def dicom_bytes(pixels: np.ndarray | None = None, *, transfer_syntax: str = Expl
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+def write_dicom(path: Path, pixels: np.ndarray | None = None, **kwargs) -> Path:
+    """Write ``dicom_bytes(pixels, **kwargs)`` to ``path``; returns ``path``."""
+    path.write_bytes(dicom_bytes(pixels, **kwargs))
+    return path
 
 
 def _bytes(content: bytes | Callable[[], bytes]) -> Callable[[Path], None]:

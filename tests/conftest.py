@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny synthetic films, the arguments that train on them, and a checkpoint trained once.
+"""Shared fixtures: tiny synthetic films, the arguments that train on them, a checkpoint trained once,
+and untrained checkpoints for tests of the detect pipeline.
 
 Test modules share helpers through these fixtures (and the plain helper module ``tests/bad_inputs.py``),
 never by importing one another.
@@ -69,6 +70,18 @@ def tiny_checkpoint(tiny_synth, tmp_path_factory) -> Path:
     splits = {"train": tiny_synth["train"], "val": tiny_synth["val"]}
     cli_main(["fit", *_fit_args(splits, root, "--trainer.max_epochs", "1")])
     return root / "ckpt" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def small_untrained_checkpoint(tmp_path_factory) -> Path:
+    """A 64 px ``fcos_tiny`` with random weights and no stored threshold, written once per session.
+
+    Its scores sit around 0.071-0.079 (torchvision's prior), so detect tests can split its boxes with a
+    threshold; tests that only read it share one file.
+    """
+    from tests.bad_inputs import write_untrained_checkpoint
+
+    return write_untrained_checkpoint(tmp_path_factory.mktemp("small_untrained") / "untrained.ckpt")
 
 
 @pytest.fixture

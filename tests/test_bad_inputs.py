@@ -23,7 +23,7 @@ from calcidet.data.coco import CocoFormatError, load_coco
 from calcidet.data.dataset import RadiographDataset
 from calcidet.data.readers import RadiographReadError, read_radiograph
 from calcidet.train.detect_cmd import main as detect_main
-from calcidet.train.detect_writer import safe_output_path
+from calcidet.train.output_files import safe_output_path
 from tests.bad_inputs import (
     KINDS,
     Expectation,
@@ -31,7 +31,6 @@ from tests.bad_inputs import (
     make_bad_corpus,
     make_good_images,
     noise_image,
-    write_untrained_checkpoint,
 )
 
 FILE_KINDS = [k.name for k in KINDS if k.expect.status != "absent"]
@@ -46,11 +45,6 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, Expectation]]:
         kinds = make_bad_corpus(root)
     kinds.update(make_good_images(root))
     return root, kinds
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return write_untrained_checkpoint(tmp_path_factory.mktemp("ckpt") / "untrained.ckpt")
 
 
 def _reason_is_readable(reason: str) -> bool:
@@ -116,10 +110,10 @@ def test_absurd_dicom_spacing_is_dropped_not_believed(corpus) -> None:
 
 
 @pytest.mark.slow
-def test_detect_finishes_and_records_every_file(corpus, checkpoint, tmp_path) -> None:
+def test_detect_finishes_and_records_every_file(corpus, small_untrained_checkpoint, tmp_path) -> None:
     root, kinds = corpus
     out = tmp_path / "out"
-    argv = [str(root), "--checkpoint", str(checkpoint), "--output", str(out), "--threshold", "0.5",
+    argv = [str(root), "--checkpoint", str(small_untrained_checkpoint), "--output", str(out), "--threshold", "0.5",
             "--batch-size", "4", "--num-workers", "1", "--overlays"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

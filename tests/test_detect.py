@@ -14,14 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from calcidet.train.detect_cmd import collect_inputs
 from calcidet.train.detect_cmd import main as detect_main
-from calcidet.train.detect_writer import (
-    DETECTION_COLUMNS,
-    IMAGE_COLUMNS,
-    read_journal,
-    safe_output_path,
-)
+from calcidet.train.detect_journal import read_journal
+from calcidet.train.detect_writer import DETECTION_COLUMNS, IMAGE_COLUMNS
+from calcidet.train.output_files import safe_output_path
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,23 +152,6 @@ def test_killed_run_resumes_to_the_same_files(tiny_synth, tiny_checkpoint, tmp_p
     assert len(rows) == len({r["image"] for r in rows}) == 32
 
 
-def test_names_with_several_inputs(tmp_path) -> None:
-    for folder in ("a/images", "b/images"):
-        (tmp_path / folder / "sub").mkdir(parents=True)
-        (tmp_path / folder / "sub" / "x.png").write_bytes(b"")
-    (tmp_path / "single.png").write_bytes(b"")
-    (tmp_path / "a/images/out").mkdir()
-    (tmp_path / "a/images/out/overlay.png").write_bytes(b"")  # our own output inside an input
-    files, names = collect_inputs([str(tmp_path / "a/images"), str(tmp_path / "b/images"),
-                                   str(tmp_path / "single.png")], exclude=tmp_path / "a/images/out")
-    assert names == ["images-2/sub/x.png", "images/sub/x.png", "single.png"]
-    assert files[0] == tmp_path / "b/images/sub/x.png"
-    _, names = collect_inputs([str(tmp_path / "b/images")])
-    assert names == ["sub/x.png"]
-    with pytest.raises(FileNotFoundError):
-        collect_inputs([str(tmp_path / "missing")])
-
-
 @pytest.mark.parametrize("name, expected", [
     ("a/b.png", "a/b.png.png"), ("../../etc/passwd", "etc/passwd.png"), ("/abs/x.dcm", "abs/x.dcm.png"),
     ("a/../../b", "a/b.png"), ("C:/x.png", "C_/x.png.png"), ("..", "_.png"),
@@ -201,7 +180,7 @@ def test_overlay_draws_every_box_at_its_place_on_the_downscaled_preview(tmp_path
     import cv2
     import numpy as np
 
-    from calcidet.train.detect_writer import write_overlay
+    from calcidet.train.detect_overlay import write_overlay
 
     # A 2000 x 1000 film shown at 1000 x 500: each box must shrink by 2, not only the first drawn.
     boxes = [[100.0, 100.0, 300.0, 300.0], [1200.0, 500.0, 1600.0, 900.0], [1700.0, 40.0, 1900.0, 240.0]]

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from calcidet.train.detect_cmd import main as detect_main
-from tests.bad_inputs import encode, noise_image, write_untrained_checkpoint
+from tests.bad_inputs import encode, noise_image
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = ("detections.csv", "images.csv", "detections.json", "detections_coco.json")
@@ -75,12 +75,12 @@ def _assert_clean_failure(done: subprocess.CompletedProcess, out: Path, names: s
 
 @pytest.mark.slow
 @pytest.mark.parametrize("full", ["tmpfs", "file_size_limit"])
-def test_full_disk_stops_cleanly_and_a_rerun_completes(full: str, tmp_path, request) -> None:
+def test_full_disk_stops_cleanly_and_a_rerun_completes(full: str, tmp_path, request, small_untrained_checkpoint) -> None:
     images = tmp_path / "images"
     images.mkdir()
     for i in range(16):  # enough boxes from an untrained network that the outputs outgrow LIMIT
         (images / f"film{i}.png").write_bytes(encode(".png", noise_image(96, 96, seed=i)))
-    checkpoint = write_untrained_checkpoint(tmp_path / "untrained.ckpt")
+    checkpoint = small_untrained_checkpoint
     straight = tmp_path / "straight"
     assert detect_main(_args(images, checkpoint, straight)) == 0
     assert (straight / ".journal" / "rank0.jsonl").stat().st_size > LIMIT

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m pytest tests/test_detect_outputs.py -q
 
-The network is ``fcos_tiny`` with random weights at 64 px (``write_untrained_checkpoint``): its
+The network is ``fcos_tiny`` with random weights at 64 px (conftest's ``small_untrained_checkpoint``): its
 scores sit around 0.071-0.079, so a threshold of 0.074 over the default 0.05 floor splits the boxes.
 """
 
@@ -20,14 +20,9 @@ from pycocotools.cocoeval import COCOeval
 
 from calcidet.train.cli import main as calcidet_main
 from calcidet.train.detect_cmd import main as detect_main
-from tests.bad_inputs import encode, noise_image, write_untrained_checkpoint
+from tests.bad_inputs import encode, noise_image
 
 THRESHOLD = "0.074"  # the untrained network scores 0.071-0.079 on these films
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return write_untrained_checkpoint(tmp_path_factory.mktemp("ckpt") / "untrained.ckpt")
 
 
 def _films(folder: Path, n: int = 4, broken: int = 0) -> list[str]:
@@ -64,11 +59,11 @@ def _ground_truth(root: Path, names: list[str]) -> Path:
 
 
 @pytest.mark.slow
-def test_coco_outputs_use_the_ground_truth_ids_and_load_in_pycocotools(checkpoint, tmp_path) -> None:
+def test_coco_outputs_use_the_ground_truth_ids_and_load_in_pycocotools(small_untrained_checkpoint, tmp_path) -> None:
     names = _films(tmp_path / "images")
     gt_path = _ground_truth(tmp_path, names[:3])  # the last film is not in the ground truth
     out = tmp_path / "out"
-    assert _detect(tmp_path / "images", checkpoint, out, "--gt", str(gt_path)) == 0
+    assert _detect(tmp_path / "images", small_untrained_checkpoint, out, "--gt", str(gt_path)) == 0
     gt_ids = {f"images/{n}": 100 + 7 * i for i, n in enumerate(names[:3])}
 
     results = json.loads((out / "detections.json").read_text())
@@ -96,39 +91,39 @@ def test_coco_outputs_use_the_ground_truth_ids_and_load_in_pycocotools(checkpoin
 
 
 @pytest.mark.slow
-def test_gt_matched_by_name_and_single_category_by_position(checkpoint, tmp_path) -> None:
+def test_gt_matched_by_name_and_single_category_by_position(small_untrained_checkpoint, tmp_path) -> None:
     names = _films(tmp_path / "films")
     gt = {"images": [{"id": 5 + i, "file_name": f"elsewhere/{n}", "width": 80 + 16 * (i % 2), "height": 96}
                      for i, n in enumerate(names)],
           "annotations": [], "categories": [{"id": 4, "name": "calcification"}]}
     (tmp_path / "gt.json").write_text(json.dumps(gt))  # its files are not these: names decide
     out = tmp_path / "out"
-    assert _detect(tmp_path / "films", checkpoint, out, "--gt", str(tmp_path / "gt.json")) == 0
+    assert _detect(tmp_path / "films", small_untrained_checkpoint, out, "--gt", str(tmp_path / "gt.json")) == 0
     results = json.loads((out / "detections.json").read_text())
     assert {r["category_id"] for r in results} == {4}
     assert {r["image_id"] for r in results} <= set(range(5, 5 + len(names)))
     COCO(str(tmp_path / "gt.json")).loadRes(results)
 
     # The ids are not in the journal: a rerun without --gt rewrites the files without the network.
-    assert _detect(tmp_path / "films", checkpoint, out) == 0
+    assert _detect(tmp_path / "films", small_untrained_checkpoint, out) == 0
     assert json.loads((out / "run.json").read_text())["counts"]["processed_this_run"] == 0
     results = json.loads((out / "detections.json").read_text())
     assert {r["category_id"] for r in results} == {1} and {r["image_id"] for r in results} <= {1, 2, 3, 4}
 
 
-def test_unusable_gt_stops_before_the_run(checkpoint, tmp_path, capsys) -> None:
+def test_unusable_gt_stops_before_the_run(small_untrained_checkpoint, tmp_path, capsys) -> None:
     _films(tmp_path / "films", n=1)
     gt = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
     (tmp_path / "gt.json").write_text(json.dumps(gt))
-    assert _detect(tmp_path / "films", checkpoint, tmp_path / "out", "--gt", str(tmp_path / "gt.json")) == 2
+    assert _detect(tmp_path / "films", small_untrained_checkpoint, tmp_path / "out", "--gt", str(tmp_path / "gt.json")) == 2
     assert "no category named ['calcinosis']" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
-def test_one_run_marks_the_threshold_and_keeps_the_rest(checkpoint, tmp_path) -> None:
+def test_one_run_marks_the_threshold_and_keeps_the_rest(small_untrained_checkpoint, tmp_path) -> None:
     names = _films(tmp_path / "images")
-    assert _detect(tmp_path / "images", checkpoint, tmp_path / "low") == 0
+    assert _detect(tmp_path / "images", small_untrained_checkpoint, tmp_path / "low") == 0
     rows = _rows(tmp_path / "low" / "detections.csv")
     assert {r["above_threshold"] for r in rows} == {"true", "false"}
     assert min(float(r["confidence"]) for r in rows) >= 0.05
@@ -148,7 +143,7 @@ def test_one_run_marks_the_threshold_and_keeps_the_rest(checkpoint, tmp_path) ->
     assert sum(r["above_threshold"] for r in results) == sum(above.values())
 
     # The marked rows are what a run that keeps nothing under the threshold writes.
-    assert _detect(tmp_path / "images", checkpoint, tmp_path / "high", "--score-floor", THRESHOLD) == 0
+    assert _detect(tmp_path / "images", small_untrained_checkpoint, tmp_path / "high", "--score-floor", THRESHOLD) == 0
     high = _rows(tmp_path / "high" / "detections.csv")
     assert high == [r for r in rows if r["above_threshold"] == "true"]
     # images.csv too, but for max_confidence: over every box kept, so a film whose best box lies under
@@ -161,9 +156,9 @@ def test_one_run_marks_the_threshold_and_keeps_the_rest(checkpoint, tmp_path) ->
 
 @pytest.mark.slow
 @pytest.mark.parametrize("readable", [0, 2])
-def test_exit_status_says_whether_any_file_was_read(checkpoint, tmp_path, capsys, readable: int) -> None:
+def test_exit_status_says_whether_any_file_was_read(small_untrained_checkpoint, tmp_path, capsys, readable: int) -> None:
     names = _films(tmp_path / "in", n=readable, broken=3)
-    status = _detect(tmp_path / "in", checkpoint, tmp_path / "out")
+    status = _detect(tmp_path / "in", small_untrained_checkpoint, tmp_path / "out")
     rows = _rows(tmp_path / "out" / "images.csv")
     assert [r["image"] for r in rows] == names  # failures are listed either way
     assert [r["status"] for r in rows].count("error") == 3

@@ -18,6 +18,8 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
+# Not conftest's tiny_checkpoint: these tests kill, signal and resume training itself, so each one
+# trains in a subprocess of its own (192 px, no augmentation, so that resumed runs can be compared).
 @pytest.fixture
 def fit_cmd(tiny_synth, fit_args) -> Callable[..., list[str]]:
     """``fit_cmd(root, *extra)``: ``calcidet fit`` in a fresh interpreter, 4 epochs of 192 px films, no augmentation."""

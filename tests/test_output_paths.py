@@ -2,7 +2,7 @@
 
     .venv/bin/python -m pytest tests/test_output_paths.py -q
 
-Overlays are the only outputs whose paths come from input names (``train.detect_writer.safe_output_path``).
+Overlays are the only outputs whose paths come from input names (``train.output_files.safe_output_path``).
 Names with ``..`` segments, leading ``//`` or ``\\\\``, drive letters, newlines, 255-byte names and
 bytes that are not UTF-8 must all land under DIR, and nothing may be created anywhere else.
 """
@@ -22,7 +22,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from calcidet.data.readers import MAX_PIXELS
-from calcidet.train.detect_writer import safe_output_path
+from calcidet.train.output_files import safe_output_path
 from tests.bad_inputs import (
     dicom_bytes,
     encode,
@@ -30,7 +30,6 @@ from tests.bad_inputs import (
     noise_image,
     png_declaring,
     tiff_declaring,
-    write_untrained_checkpoint,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,11 +78,6 @@ def test_long_names_stay_distinct() -> None:
     assert safe_output_path(Path("/o"), "short.png", ".png") == Path("/o/short.png.png")
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return write_untrained_checkpoint(tmp_path_factory.mktemp("ckpt") / "untrained.ckpt")
-
-
 def _snapshot(root: Path) -> set[str]:
     found = set()
     for dirpath, dirnames, filenames in os.walk(root):
@@ -100,7 +94,7 @@ def _run_detect(argv: list[str]) -> int:
 
 
 @pytest.mark.slow
-def test_detect_writes_only_inside_its_output_folder(tmp_path, checkpoint, monkeypatch) -> None:
+def test_detect_writes_only_inside_its_output_folder(tmp_path, small_untrained_checkpoint, monkeypatch) -> None:
     png = encode(".png", noise_image())
     inp, outside = tmp_path / "in", tmp_path / "outside"
     names = ["-rf.png", "a b\tc\nd.png", "back\\..\\..\\slash.png", "\\\\server\\share.png", "C:evil.png",
@@ -123,9 +117,9 @@ def test_detect_writes_only_inside_its_output_folder(tmp_path, checkpoint, monke
     try:
         # relative, hidden (..foo), outside the input root via "..", absolute, a dotted file name
         assert _run_detect([".", "..foo", "../outside/far.png", str(tmp_path / "..png"), "--checkpoint",
-                            str(checkpoint), "--output", str(out), "--overlays", "--num-workers", "0"]) == 0
+                            str(small_untrained_checkpoint), "--output", str(out), "--overlays", "--num-workers", "0"]) == 0
         # a single file whose name starts with "\\": its overlay once went to /NAME/x.png.png
-        assert _run_detect([str(lone), "--checkpoint", str(checkpoint), "--output", str(out / "lone"),
+        assert _run_detect([str(lone), "--checkpoint", str(small_untrained_checkpoint), "--output", str(out / "lone"),
                             "--overlays", "--num-workers", "0"]) == 0
         assert not escape.exists()
     finally:

@@ -10,7 +10,6 @@ import os
 import pickle
 import struct
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,10 +17,8 @@ import pydicom
 import pytest
 import tifffile
 from PIL import Image
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from calcidet.data.folders import find_radiographs, relative_name
+from calcidet.data.folders import collect_inputs, find_radiographs, relative_name
 from calcidet.data.readers import (
     MAX_PIXELS,
     Radiograph,
@@ -30,50 +27,13 @@ from calcidet.data.readers import (
     normalize_intensity,
     read_radiograph,
 )
-
-CR_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
+from tests.bad_inputs import write_dicom
 
 
 def gradient(dtype: type, height: int = 64, width: int = 80) -> np.ndarray:
     """Rows of a horizontal ramp over the dtype's full range."""
     top = np.iinfo(dtype).max
     return np.tile(np.linspace(0, top, width).round().astype(dtype), (height, 1))
-
-
-def write_dicom(
-    path: Path,
-    pixels: np.ndarray,
-    transfer_syntax: str = ExplicitVRLittleEndian,
-    pixel_data: bytes | None = None,
-    **elements,
-) -> Path:
-    """Write a one-frame greyscale DICOM (CR) with ``elements`` set on the dataset."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CR_STORAGE
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = transfer_syntax
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = (
-        CR_STORAGE,
-        meta.MediaStorageSOPInstanceUID,
-        "CR",
-    )
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    for key, value in elements.items():
-        setattr(ds, key, value)
-    if pixel_data is None:
-        ds.PixelData = pixels.astype("<u2").tobytes()
-    elif pixel_data:
-        ds.PixelData = pixel_data
-        ds["PixelData"].VR = "OB"
-        ds["PixelData"].is_undefined_length = True
-    try:
-        ds.save_as(path, enforce_file_format=True)
-    except TypeError:  # pydicom 2.4
-        ds.save_as(path, write_like_original=False)
-    return path
 
 
 # ---------------------------------------------------------------- raster formats
@@ -335,9 +295,9 @@ def test_dicom_undecodable_compression_names_the_transfer_syntax(tmp_path, uid, 
 
 
 def test_dicom_missing_plugin_names_transfer_syntax_and_package(tmp_path, monkeypatch):
-    import calcidet.data.readers as readers
+    import calcidet.data.dicom as dicom
 
-    monkeypatch.setattr(readers, "_decoder_installed", lambda ts: False)  # as without openjpeg
+    monkeypatch.setattr(dicom, "_decoder_installed", lambda ts: False)  # as without openjpeg
     with pytest.raises(RadiographReadError) as info:
         read_radiograph(_nema("RG3_J2KR.dcm"))
     reason = info.value.reason
@@ -363,7 +323,7 @@ def test_dicom_refused_before_decoding(tmp_path, elements, words):
 
 
 def test_dicom_without_pixel_data(tmp_path):
-    path = write_dicom(tmp_path / "sr.dcm", gradient(np.uint16), pixel_data=b"")
+    path = write_dicom(tmp_path / "sr.dcm", gradient(np.uint16), PixelData=None)
     with pytest.raises(RadiographReadError, match="no pixel data"):
         read_radiograph(path)
 
@@ -521,3 +481,20 @@ def test_single_file_root_and_missing_root(tmp_path):
     assert relative_name(film, film) == "knee.png"
     with pytest.raises(FileNotFoundError):
         find_radiographs(tmp_path / "absent")
+
+
+def test_collect_inputs_names_files_across_several_inputs(tmp_path) -> None:
+    for folder in ("a/images", "b/images"):
+        (tmp_path / folder / "sub").mkdir(parents=True)
+        (tmp_path / folder / "sub" / "x.png").write_bytes(b"")
+    (tmp_path / "single.png").write_bytes(b"")
+    (tmp_path / "a/images/out").mkdir()
+    (tmp_path / "a/images/out/overlay.png").write_bytes(b"")  # our own output inside an input
+    files, names = collect_inputs([str(tmp_path / "a/images"), str(tmp_path / "b/images"),
+                                   str(tmp_path / "single.png")], exclude=tmp_path / "a/images/out")
+    assert names == ["images-2/sub/x.png", "images/sub/x.png", "single.png"]
+    assert files[0] == tmp_path / "b/images/sub/x.png"
+    _, names = collect_inputs([str(tmp_path / "b/images")])
+    assert names == ["sub/x.png"]
+    with pytest.raises(FileNotFoundError):
+        collect_inputs([str(tmp_path / "missing")])

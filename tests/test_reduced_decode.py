@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from calcidet.data.dataset import FolderDataset, resize_longest
-from calcidet.data.readers import jpeg_reduction, read_radiograph
+from calcidet.data.raster import jpeg_reduction
+from calcidet.data.readers import read_radiograph
 
 FRACATLAS = Path(__file__).resolve().parents[2] / "shared" / "radiographs" / "fracatlas"
 

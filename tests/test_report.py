@@ -20,7 +20,7 @@ import pytest
 from calcidet.train.cli import main as calcidet_main
 from calcidet.train.detect_cmd import main as detect_main
 from calcidet.train.report_cmd import review_against_gt
-from tests.bad_inputs import encode, noise_image, write_untrained_checkpoint
+from tests.bad_inputs import encode, noise_image
 
 ODD_NAME = "a <b>&\"q' #1 %20?.png"  # HTML and URL specials: must be escaped, and its overlay still found
 VOID = {"meta", "img", "input", "br", "hr", "link"}
@@ -74,17 +74,16 @@ def check_page(page: Path) -> PageChecker:
 
 
 @pytest.fixture(scope="module")
-def detect_run(tmp_path_factory) -> Path:
+def detect_run(tmp_path_factory, small_untrained_checkpoint) -> Path:
     """A detect output folder with overlays, over 4 films, one with an awkward name."""
     root = tmp_path_factory.mktemp("report")
-    ckpt = write_untrained_checkpoint(root / "untrained.ckpt")
     films = root / "films"
     films.mkdir()
     for i, name in enumerate(["film0.png", "film1.png", "film2.png", ODD_NAME]):
         (films / name).write_bytes(encode(".png", noise_image(96, 80 + 16 * (i % 2), seed=i)))
     out = root / "run"
-    assert detect_main([str(films), "--checkpoint", str(ckpt), "--output", str(out), "--overlays",
-                        "--num-workers", "0", "--batch-size", "2", "--threshold", "0.074"]) == 0
+    assert detect_main([str(films), "--checkpoint", str(small_untrained_checkpoint), "--output", str(out),
+                        "--overlays", "--num-workers", "0", "--batch-size", "2", "--threshold", "0.074"]) == 0
     return out
 
 
@@ -142,8 +141,8 @@ def test_report_is_well_formed_escaped_and_links_existing_files(detect_run) -> N
 
 
 @pytest.mark.slow
-def test_detect_report_flag_writes_the_page_into_the_run(detect_run) -> None:
-    films, ckpt = detect_run.parent / "films", detect_run.parent / "untrained.ckpt"
+def test_detect_report_flag_writes_the_page_into_the_run(detect_run, small_untrained_checkpoint) -> None:
+    films, ckpt = detect_run.parent / "films", small_untrained_checkpoint
     out = detect_run.parent / "run_with_report"
     assert detect_main([str(films), "--checkpoint", str(ckpt), "--output", str(out), "--overlays", "--report",
                         "--num-workers", "0", "--batch-size", "2", "--threshold", "0.074"]) == 0

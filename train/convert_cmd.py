@@ -36,7 +36,7 @@ from calcidet.data.convert import (
     read_yolo,
     to_coco,
 )
-from calcidet.train.detect_writer import atomic_write_text
+from calcidet.train.output_files import atomic_write_text
 
 EXPORT_SKELETON = "annotations.json"  # what export-images writes in its output folder
 

@@ -7,10 +7,12 @@
 Films out of calcidet's scope (chest, abdomen, skull, ... by their DICOM tags; see ``data.scope``)
 are listed but not searched unless ``--all-films`` is given.
 
-Files are decoded in DataLoader workers while the network runs (Lightning ``Trainer.predict``; with
-``--devices N`` on GPUs each rank journals its share and rank 0 merges). Results are journaled as they
-come, so an interrupted run picks up where it stopped when rerun with the same arguments; the final
-files are written at the end (see ``train.detect_writer`` for their layout).
+This file is the command: its arguments, its checks and the order of its steps. Inputs are found
+by ``data.folders.collect_inputs``. Files are decoded in DataLoader workers while the network runs
+(``train.detect_predict``: Lightning ``Trainer.predict``; with ``--devices N`` on GPUs each rank
+journals its share and rank 0 merges). Results are journaled as they come (``train.detect_journal``),
+so an interrupted run picks up where it stopped when rerun with the same arguments; the final files
+are written at the end (see ``train.detect_writer`` for their layout).
 """
 
 from __future__ import annotations
@@ -19,32 +21,26 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import TQDMProgressBar
-from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
 
-from calcidet.data.dataset import FolderDataset, detection_collate, resize_longest, to_uint8
-from calcidet.data.folders import find_radiographs, relative_name
-from calcidet.data.readers import read_radiograph
-from calcidet.data.scope import ImageScopeCheck, ScopeVerdict, assess_scope
+from calcidet.data.dataset import FolderDataset
+from calcidet.data.folders import collect_inputs
 from calcidet.model.checkpoint import CheckpointError
-from calcidet.model.inference import (
-    DEFAULT_SCORE_FLOOR,
-    DEFAULT_THRESHOLD,
-    CalcinosisPredictor,
-    Detections,
-)
+from calcidet.model.inference import DEFAULT_SCORE_FLOOR, DEFAULT_THRESHOLD, CalcinosisPredictor
 from calcidet.model.intended_use import intended_use
-from calcidet.train import detect_writer
+from calcidet.train import detect_journal, detect_writer
 from calcidet.train.detect_coco import GroundTruth, GroundTruthError, assign_ids, load_ground_truth
+from calcidet.train.detect_predict import (
+    RadiographBatches,
+    onnx_runtime,
+    pending_batches,
+    run_predict,
+)
+from calcidet.train.output_files import OutputWriteError, atomic_write_text
 
 OVERLAY_SIZE = 1024  # longest side of overlay PNGs: enough to see a 5 mm mass on a full film
 
@@ -120,208 +116,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _unique(label: str, used: set[str]) -> str:
-    candidate, k = label, 2
-    while candidate in used:
-        stem, dot, ext = label.partition(".")
-        candidate = f"{stem}-{k}{dot}{ext}"
-        k += 1
-    used.add(candidate)
-    return candidate
-
-
-def collect_inputs(inputs: list[str], exclude: Path | None = None) -> tuple[list[Path], list[str]]:
-    """Radiograph files under ``inputs`` and their unique names (see EPILOG), sorted by name.
-
-    Files under ``exclude`` (the output folder, which may sit inside an input) are left out.
-
-    Raises:
-        FileNotFoundError: an input does not exist.
-    """
-    roots = [Path(p) for p in inputs]
-    missing = [str(r) for r in roots if not r.exists()]
-    if missing:
-        raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
-    skip = exclude.resolve() if exclude is not None else None
-    used: set[str] = set()
-    seen: set[Path] = set()
-    named: dict[str, Path] = {}
-    for root in roots:
-        label = _unique(root.resolve().name or "root", used) if len(roots) > 1 else None
-        if root.is_file():
-            found = [(root, label or root.name)]
-        else:
-            found = [(f, f"{label}/{relative_name(f, root)}" if label else relative_name(f, root))
-                     for f in find_radiographs(root)]
-        for path, name in found:
-            real = path.resolve()
-            if real in seen or (skip is not None and real.is_relative_to(skip)):
-                continue  # the same file reached through two inputs, or one of our overlays
-            seen.add(real)
-            # A name in another system's encoding (bytes that are not UTF-8) must still fit the UTF-8
-            # CSV/JSON outputs: show those bytes as \xNN escapes.
-            named[os.fsencode(name).decode("utf-8", "backslashreplace")] = path
-    names = sorted(named)
-    return [named[n] for n in names], names
-
-
-class RadiographBatches(Dataset):
-    """Item k is the k-th batch of files, decoded and collated in one worker.
-
-    Batches are fixed slices of the sorted file list, so a resumed run feeds the network exactly the
-    batches an uninterrupted one does (padding inside a batch nudges scores) and writes the same files.
-    """
-
-    def __init__(self, images: FolderDataset, stamps: list[list[int] | None], batches: list[list[int]],
-                 preview_size: int | None) -> None:
-        self.images = images
-        self.stamps = stamps
-        self.batches = batches
-        self.preview_size = preview_size
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def _preview(self, index: int) -> Any:
-        try:  # read again rather than widen FolderDataset: overlays are an occasional viewing aid
-            image = read_radiograph(self.images.files[index]).image
-        except Exception:  # noqa: BLE001 - no overlay is better than no result
-            return None
-        return to_uint8(resize_longest(image, min(self.preview_size, max(image.shape))))
-
-    def __getitem__(self, k: int) -> tuple[list[Tensor], list[dict[str, Any]]]:
-        samples = []
-        for i in self.batches[k]:
-            image, meta = self.images[i]
-            meta["stamp"] = self.stamps[i]
-            if self.preview_size and meta["error"] is None:
-                meta["preview"] = self._preview(i)
-            samples.append((image, meta))
-        return detection_collate(samples)
-
-
-def _as_collated(batch: Any) -> Any:
-    return batch  # items are whole batches already; the default would turn previews into tensors
-
-
-class DetectionModule(pl.LightningModule):
-    """``CalcinosisPredictor`` as a LightningModule: ``predict_step`` returns journal records.
-
-    Args:
-        predictor: the detector.
-        tta: add horizontally flipped inference.
-        all_films: search out-of-scope films too (``data.scope``); by default they get no boxes.
-        image_check: judges films whose tags say nothing (``data.scope.assess_scope``); None: unknown.
-    """
-
-    def __init__(self, predictor: CalcinosisPredictor, tta: bool, all_films: bool = False,
-                 image_check: ImageScopeCheck | None = None) -> None:
-        super().__init__()
-        self.predictor = predictor
-        self.model = predictor.model  # registered, so Lightning moves it to the rank's device
-        self.tta = tta
-        self.all_films = all_films
-        self.image_check = image_check
-
-    def _scope(self, image: Tensor, meta: dict[str, Any]) -> ScopeVerdict:
-        if meta["error"] is not None:
-            return ScopeVerdict("unknown")
-        pixels = image[0].cpu().numpy() if self.image_check is not None else None
-        return assess_scope(meta.get("tags") or {}, pixels, self.image_check)
-
-    def on_predict_start(self) -> None:
-        self.predictor.device = self.device
-
-    def predict_step(self, batch: tuple[list[Tensor], list[dict]], batch_idx: int) -> list[dict[str, Any]]:
-        images, metas = batch
-        verdicts = [self._scope(image, meta) for image, meta in zip(images, metas, strict=True)]
-        ok = [i for i, m in enumerate(metas) if m["error"] is None
-              and (self.all_films or verdicts[i].scope != "out_of_scope")]
-        # The predictor isolates an image that breaks the batch (its result carries the error).
-        dets = self.predictor.detect_batch([images[i] for i in ok], [metas[i]["original_size"] for i in ok],
-                                           tta=self.tta, min_score=self.predictor.score_floor)  # threshold marks later
-        found: dict[int, Detections] = dict(zip(ok, dets, strict=True))
-        records = []
-        for i, meta in enumerate(metas):
-            det = found.get(i)
-            error = det.error if det is not None else None
-            record = detect_writer.image_record(meta, det, self.predictor.class_names, error, verdicts[i])
-            if meta.get("preview") is not None:
-                record["preview"] = meta["preview"]
-            records.append(record)
-        return records
-
-
-class ImagesPerSecondBar(TQDMProgressBar):
-    """Lightning's bar (one step per batch) with images per second in the postfix."""
-
-    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_predict_start(trainer, pl_module)
-        self._images, self._start = 0, time.perf_counter()
-
-    def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
-                             batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._images += len(outputs)
-        rate = self._images / max(time.perf_counter() - self._start, 1e-9)
-        self.predict_progress_bar.set_postfix({"img/s": f"{rate:.1f}"}, refresh=False)
-        super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
-
-
 def _is_first_process() -> bool:
     # Lightning's DDP launcher starts ranks > 0 by rerunning this command with LOCAL_RANK set.
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
-
-
-def pending_batches(names: list[str], stamps: list[list[int] | None], done: dict[str, dict],
-                    batch_size: int, overlay_dir: Path | None) -> list[list[int]]:
-    """The batches (fixed slices of the sorted list) holding an image without a journaled result."""
-    def finished(i: int) -> bool:
-        record = done.get(names[i])
-        if record is None or record.get("stamp") != stamps[i]:  # new, or changed since
-            return False
-        return overlay_dir is None or record["status"] != "ok" or \
-            detect_writer.safe_output_path(overlay_dir, names[i], ".png").is_file()
-
-    batches = [list(range(s, min(s + batch_size, len(names)))) for s in range(0, len(names), batch_size)]
-    return [b for b in batches if not all(finished(i) for i in b)]
-
-
-def run_predict(args: argparse.Namespace, predictor: CalcinosisPredictor, dataset: RadiographBatches,
-                journal: Path, overlay_dir: Path | None) -> tuple[pl.Trainer, detect_writer.JournalWriter]:
-    """Detect on ``dataset`` with Lightning, journaling as it goes; the writer holds the timings."""
-    cuda, threads = torch.cuda.is_available(), torch.get_num_threads()
-    if not cuda and args.num_workers > 0 and "OMP_NUM_THREADS" not in os.environ:
-        # Leave the decoding workers their cores: OpenMP threads that share a core with a decoder
-        # stall the whole convolution (2 cores, 1 worker: 26 images/s with 1 thread, 19 with 2).
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        torch.set_num_threads(max(1, cores // args.devices - args.num_workers))
-    loader = DataLoader(dataset, batch_size=None, num_workers=args.num_workers, pin_memory=cuda,
-                        collate_fn=_as_collated)
-    writer = detect_writer.JournalWriter(journal, overlay_dir, predictor.threshold)
-    trainer = pl.Trainer(accelerator="cuda" if cuda else "cpu", devices=args.devices, logger=False,
-                         enable_checkpointing=False, enable_model_summary=False, default_root_dir=args.output,
-                         callbacks=[writer, ImagesPerSecondBar()])
-    try:
-        trainer.predict(DetectionModule(predictor, args.tta, args.all_films), dataloaders=loader,
-                        return_predictions=False)
-        trainer.strategy.barrier("detect-merge")  # every rank's journal is complete past this point
-    finally:
-        torch.set_num_threads(threads)  # callers in the same process (tests, notebooks) keep theirs
-    return trainer, writer
-
-
-def onnx_runtime(predictor: CalcinosisPredictor, onnx_path: str | None) -> torch.nn.Module:
-    """The predictor's model with its network in ONNX Runtime; exported now (~10 s) if no file is given."""
-    from calcidet.model.onnx_export import export_onnx, onnx_metadata, onnx_runtime_detector
-
-    if onnx_path is not None:
-        exported_from = onnx_metadata(onnx_path).get("checkpoint_sha256")
-        if exported_from not in (None, predictor.checkpoint["sha256"]):  # other weights: other results
-            raise ValueError(f"{onnx_path} was exported from another checkpoint (sha256 {exported_from[:12]}...)")
-        return onnx_runtime_detector(predictor.model, onnx_path)
-    with tempfile.TemporaryDirectory(prefix="calcidet-onnx-") as tmp:
-        return onnx_runtime_detector(predictor.model, export_onnx(predictor.model, Path(tmp) / "model.onnx",
-                                                                  predictor.image_size))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -356,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return _detect(args, predictor, files, names, ground_truth, started)
-    except detect_writer.OutputWriteError as exc:
+    except OutputWriteError as exc:
         print(f"calcidet detect: cannot write {exc.filename}: {exc.strerror}. Images finished so far are "
-              f"kept in {out / detect_writer.JOURNAL_DIR}: make room and rerun the same command to complete "
+              f"kept in {out / detect_journal.JOURNAL_DIR}: make room and rerun the same command to complete "
               "the run.", file=sys.stderr)
         return 1
 
@@ -379,18 +176,18 @@ def _detect(args: argparse.Namespace, predictor: CalcinosisPredictor, files: lis
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise detect_writer.OutputWriteError(out, exc) from exc
-    journal = out / detect_writer.JOURNAL_DIR
+        raise OutputWriteError(out, exc) from exc
+    journal = out / detect_journal.JOURNAL_DIR
     if _is_first_process():
         try:
-            detect_writer.prepare_journal(out, settings, args.overwrite)
-        except detect_writer.JournalMismatchError as exc:
+            detect_journal.prepare_journal(out, settings, args.overwrite)
+        except detect_journal.JournalMismatchError as exc:
             print(f"calcidet detect: {exc}", file=sys.stderr)
             return 2
 
-    stamps = [detect_writer.file_stamp(f) for f in files]
+    stamps = [detect_journal.file_stamp(f) for f in files]
     overlay_dir = out / "overlays" if args.overlays else None
-    todo = pending_batches(names, stamps, detect_writer.read_journal(journal), args.batch_size, overlay_dir)
+    todo = pending_batches(names, stamps, detect_journal.read_journal(journal), args.batch_size, overlay_dir)
     processed, predict_s, threads = sum(len(b) for b in todo), 0.0, None
     if todo:
         dataset = RadiographBatches(FolderDataset(files, names, predictor.image_size), stamps, todo,
@@ -400,13 +197,13 @@ def _detect(args: argparse.Namespace, predictor: CalcinosisPredictor, files: lis
             return 0  # rank 0 writes the final files
         predict_s, threads = writer.finished - writer.started, writer.torch_threads
 
-    done = detect_writer.read_journal(journal)
+    done = detect_journal.read_journal(journal)
     records = []
     for path, name, stamp in zip(files, names, stamps, strict=True):
         record = done.get(name)
         if record is None or record.get("stamp") != stamp:  # should not happen: say so in the output
             meta = {"name": name, "path": str(path), "stamp": stamp}
-            record = detect_writer.image_record(meta, None, [], "no result was journaled for this file")
+            record = detect_journal.image_record(meta, None, [], "no result was journaled for this file")
         records.append(record)
     ids = assign_ids(dict(zip(names, files, strict=True)), predictor.class_names, ground_truth)
     counts = detect_writer.write_final_files(records, out, predictor.threshold, ids)
@@ -422,7 +219,7 @@ def _detect(args: argparse.Namespace, predictor: CalcinosisPredictor, files: lis
         "timing": {"total_s": round(time.perf_counter() - started, 3), "predict_s": round(predict_s, 3),
                    "images_per_s": round(processed / predict_s, 3) if predict_s > 0 else None},
     }
-    detect_writer.atomic_write_text(out / "run.json", json.dumps(run, indent=2, default=str))
+    atomic_write_text(out / "run.json", json.dumps(run, indent=2, default=str))
     for note in ids.notes:
         print(f"calcidet detect: {note}")
     print(f"calcidet detect: {len(records)} images ({counts['ok']} ok, {counts['error']} failed, "

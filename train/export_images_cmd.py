@@ -25,9 +25,9 @@ import cv2
 import numpy as np
 import pydicom
 
+from calcidet.data.folders import collect_inputs
 from calcidet.data.readers import IMAGE_EXTENSIONS, Radiograph, RadiographReadError, read_radiograph
-from calcidet.train.detect_cmd import collect_inputs
-from calcidet.train.detect_writer import atomic_write_text, safe_output_path
+from calcidet.train.output_files import atomic_write_text, safe_output_path
 
 log = logging.getLogger("calcidet")
 # DICOM keyword -> COCO image field; patient_id is what data.coco.patient_split groups by.

@@ -35,8 +35,8 @@ from calcidet.model.metrics import (
     match_lesions,
     pr_curve,
 )
-from calcidet.train.detect_writer import safe_output_path
 from calcidet.train.evaluate_cmd import build_results, match_names, read_detections
+from calcidet.train.output_files import safe_output_path
 from calcidet.train.report_html import render_report
 from calcidet.train.report_plots import plot_froc, plot_pr
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from calcidet.data.coco import CocoFormatError, load_coco
 from calcidet.data.split import patient_key, split_by_patient
-from calcidet.train.detect_writer import atomic_write_text
+from calcidet.train.output_files import atomic_write_text
 
 SPLIT_NAMES = ("train", "val", "test")
 
