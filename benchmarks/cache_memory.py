@@ -30,7 +30,6 @@ from pathlib import Path
 import cv2
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 FILMS = REPO.parent / "shared" / "radiographs" / "fracatlas"
 FLIPS = (None, 1, 0, -1)  # as is, left-right, up-down, both (cv2.flip codes)

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from calcidet.model.inference import sha256_file  # noqa: E402
 from calcidet.train.detect_cmd import main as detect_main  # noqa: E402
