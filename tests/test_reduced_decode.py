@@ -24,9 +24,12 @@ def _large_film(path: Path, long_side: int = 2500, orientation: int | None = Non
     films = sorted(FRACATLAS.glob("hand_wrist_forearm/*.jpg"))[:1]
     if films:
         small = cv2.imread(str(films[0]), cv2.IMREAD_GRAYSCALE)
-    else:  # smooth structure at several scales, as bone and soft tissue have
+    else:  # smooth structure at several scales, as bone and soft tissue have (not pixel noise,
+        # which no film holds and which a reduced decode cannot keep)
         rng = np.random.default_rng(0)
-        small = cv2.GaussianBlur((rng.random((300, 240)) * 255).astype(np.uint8), (0, 0), 3)
+        layers = [cv2.GaussianBlur(rng.random((300, 240), dtype=np.float32), (0, 0), s) for s in (3, 6, 12)]
+        mixed = sum((x - x.min()) / (x.max() - x.min()) for x in layers) / len(layers)
+        small = (mixed * 255).astype(np.uint8)
     scale = long_side / max(small.shape)
     big = cv2.resize(small, (round(small.shape[1] * scale), round(small.shape[0] * scale)),
                      interpolation=cv2.INTER_CUBIC)
