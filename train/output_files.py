@@ -6,8 +6,7 @@ The commands that write results (detect, report, split, convert, export-images) 
 file is written to a temporary file and renamed over the old one, so no reader ever sees half a file,
 and a write that fails (a full disk) raises ``OutputWriteError`` naming the file, leaving no partial
 file behind. Output paths built from input names (overlays, exported images) go through
-``safe_output_path``. (``split_cmd``, ``convert_cmd`` and ``report_cmd`` still import these names
-from ``train.detect_writer``, which re-exports them.)
+``safe_output_path``.
 """
 
 from __future__ import annotations
