@@ -8,7 +8,8 @@ is looked up in ``IN_SCOPE_WORDS`` and ``OUT_OF_SCOPE_WORDS``; any other word sa
 
 Rules, in order:
 
-1. ``Modality`` MG (mammography), IO or PX (dental) is out of scope.
+1. ``Modality`` MG (mammography), IO or PX (dental) is out of scope, and so is any modality that does
+   not make a plain film at all (CT, MR, US, NM, PT): an MR of the shoulder is not what calcidet reads.
 2. Within one value, an in-scope word outweighs a "weak" out-of-scope word (``HEAD``, ``NECK``):
    "FEMORAL HEAD", "RADIAL HEAD", "FEMORAL NECK" are limb films, "HEAD" or "NECK" alone are not.
 3. ``out_of_scope`` needs an out-of-scope word in some tag and no in-scope word in any tag;
@@ -16,8 +17,10 @@ Rules, in order:
    or "ABDOMEN PELVIS") give ``unknown``, with both sides in the reason, and the film is read as usual:
    dropping a limb film loses its findings, while reading a chest film costs at most a few false boxes.
 4. A file that names no body part (PNG/JPEG/TIFF, or DICOM with empty tags) is ``unknown``, unless an
-   image-level check is plugged in (``assess_scope(..., image_check=...)``). None ships: the only real
-   non-limb film at hand is one chest CR (pydicom-data's RG1), too little to validate any check on.
+   image-level check is plugged in (``assess_scope(..., image_check=...)``). ``calcidet detect
+   --image-check`` plugs in ``model.film_check.RadiographCheck``: it marks images that look nothing like
+   a plain radiograph (a CT or MR slice, an ultrasound frame) out of scope. It cannot tell a chest film
+   from a limb film (README, "Out-of-scope films"): such films stay ``unknown`` and are read.
 
 Words are English and DICOM's Body Part Examined defined terms (CHEST, CSPINE, EXTREMITY, ...).
 """
@@ -64,7 +67,10 @@ OUT_OF_SCOPE_WORDS = frozenset({
 })
 # Out-of-scope words that also name parts of limb bones: "femoral head", "radial neck".
 WEAK_OUT_OF_SCOPE_WORDS = frozenset({"HEAD", "NECK"})
-OUT_OF_SCOPE_MODALITIES = {"MG": "mammography", "IO": "intra-oral dental", "PX": "panoramic dental"}
+OUT_OF_SCOPE_MODALITIES = {"MG": "mammography", "IO": "intra-oral dental", "PX": "panoramic dental",
+                           "CT": "computed tomography, not a plain film", "MR": "magnetic resonance, not a plain film",
+                           "US": "ultrasound, not a plain film", "NM": "nuclear medicine, not a plain film",
+                           "PT": "PET, not a plain film"}
 
 _WORD = re.compile(r"[A-Z0-9]+")
 

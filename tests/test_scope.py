@@ -25,6 +25,10 @@ from tests.bad_inputs import dicom_bytes
     ({"ProtocolName": "Hips AP"}, "in_scope", "ProtocolName=Hips AP"),  # plural
     ({"SeriesDescription": "KUB"}, "out_of_scope", "SeriesDescription=KUB"),
     ({"Modality": "MG", "BodyPartExamined": "BREAST"}, "out_of_scope", "Modality=MG (mammography)"),
+    # a shoulder MR names a limb, but it is no plain film
+    ({"Modality": "MR", "StudyDescription": "SHOULDER"}, "out_of_scope",
+     "Modality=MR (magnetic resonance, not a plain film)"),
+    ({"Modality": "CR", "BodyPartExamined": "KNEE"}, "in_scope", "BodyPartExamined=KNEE"),
     # "head" and "neck" of a limb bone are a limb film; alone they are not.
     ({"StudyDescription": "Femoral head"}, "in_scope", "StudyDescription=Femoral head"),
     ({"StudyDescription": "Radial neck"}, "in_scope", "StudyDescription=Radial neck"),

@@ -62,6 +62,7 @@ def test_wheel_holds_one_top_level_name(wheel):
     for sub in ("data", "model", "train"):
         assert f"calcidet/{sub}/__init__.py" in names
     assert "calcidet/train/cli.py" in names
+    assert "calcidet/model/radiograph_reference.npz" in names  # detect --image-check needs it installed
     assert not any(n.startswith("calcidet/data/films/") for n in names)  # demo films stay in the repo
 
 

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from calcidet.data.dataset import FolderDataset, detection_collate, resize_longest, to_uint8
 from calcidet.data.readers import read_radiograph
 from calcidet.data.scope import ImageScopeCheck, ScopeVerdict, assess_scope
+from calcidet.model.film_check import RadiographCheck
 from calcidet.model.inference import CalcinosisPredictor, Detections
 from calcidet.train.detect_journal import JournalWriter, image_record
 from calcidet.train.output_files import safe_output_path
@@ -163,7 +164,8 @@ def run_predict(args: argparse.Namespace, predictor: CalcinosisPredictor, datase
                          enable_checkpointing=False, enable_model_summary=False, default_root_dir=args.output,
                          callbacks=[writer, ImagesPerSecondBar()])
     try:
-        trainer.predict(DetectionModule(predictor, args.tta, args.all_films), dataloaders=loader,
+        image_check = RadiographCheck.load() if args.image_check else None
+        trainer.predict(DetectionModule(predictor, args.tta, args.all_films, image_check), dataloaders=loader,
                         return_predictions=False)
         trainer.strategy.barrier("detect-merge")  # every rank's journal is complete past this point
     finally:
