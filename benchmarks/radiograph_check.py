@@ -60,12 +60,14 @@ def main() -> int:
     if args.write:
         with open(ROOT / "data" / "films" / "manifest.csv", newline="") as f:
             shipped = [ROOT / "data" / "films" / row["file"] for row in csv.DictReader(f)]
+        # The network embeds without a reference; a placeholder one stands in until the real one exists.
         builder = RadiographCheck(np.eye(args.k, 1280, dtype=np.float32), threshold=1.0, k=args.k)
         reference = np.concatenate([builder.embed(read_films(shipped[i:i + 32])).numpy()
                                     for i in range(0, len(shipped), 32)])
-        builder.reference = RadiographCheck(reference, 1.0, args.k).reference
-        threshold = float(distances(builder, role["reserve"]).max())
-        RadiographCheck(reference, threshold, args.k).save(REFERENCE)
+        builder.set_reference(reference, threshold=1.0, k=args.k)
+        builder.threshold = float(distances(builder, role["reserve"]).max())
+        builder.save(REFERENCE)
+        threshold = builder.threshold
         print(f"reference: {len(reference)} shipped films; threshold {threshold:.4f} "
               f"(largest of {len(role['reserve'])} reserve films) -> {REFERENCE}")
     check = RadiographCheck.load()

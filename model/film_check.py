@@ -5,9 +5,10 @@
 
 A PACS export or a shared folder also holds CT and MR slices, ultrasound frames, scanned forms and
 photographs, saved as PNG/JPEG with no tags to say so. Detecting on them wastes time and yields false
-boxes; ``calcidet detect --image-check`` runs this check on every film whose tags name no body part. The check embeds the image with the ImageNet EfficientNet-Lite0 that calcidet's backbone starts
-from (224 x 224, globally pooled: 1280 numbers) and measures the mean cosine distance to its ``k``
-nearest reference films (``radiograph_reference.npz``: the 400 real films in ``data/films``). Beyond
+boxes; ``calcidet detect --image-check`` runs this check on every film whose tags name no body part.
+The check embeds the image with the ImageNet EfficientNet-Lite0 that calcidet's backbone starts from
+(224 x 224, globally pooled: 1280 numbers) and measures the mean cosine distance to its ``k`` nearest
+reference films (``radiograph_reference.npz``: the 400 real films in ``data/films``). Beyond
 ``threshold`` the image is ``out_of_scope``.
 
 The threshold is the largest distance among 715 real limb films that are in neither the reference nor
@@ -50,12 +51,16 @@ class RadiographCheck:
     """
 
     def __init__(self, reference: np.ndarray, threshold: float, k: int = 5) -> None:
+        self.net = EfficientNetLite0(num_classes=1000).eval()
+        load_lite0_weights(self.net, lite0_weights_path("DEFAULT"))
+        self.set_reference(reference, threshold, k)
+
+    def set_reference(self, reference: np.ndarray, threshold: float, k: int = 5) -> None:
+        """Compare with other films (e.g. embeddings from ``embed``), keeping the network."""
         if reference.ndim != 2 or len(reference) < k:
             raise ValueError(f"reference must be N x D with N >= k={k}, got shape {reference.shape}")
         self.reference = torch.from_numpy(np.asarray(reference, dtype=np.float32))
         self.threshold, self.k = float(threshold), k
-        self.net = EfficientNetLite0(num_classes=1000).eval()
-        load_lite0_weights(self.net, lite0_weights_path("DEFAULT"))
 
     @classmethod
     def load(cls, path: str | Path = REFERENCE) -> RadiographCheck:
