@@ -23,7 +23,7 @@ from calcidet.data.dataset import (
     detection_collate,
 )
 from calcidet.data.folders import find_radiographs, relative_name
-from calcidet.data.transforms import AugmentPreset, build_transforms
+from calcidet.data.transforms import DEFAULT_CROP_SCALE, AugmentPreset, build_transforms
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -118,6 +118,8 @@ class CalcinosisDataModule(pl.LightningDataModule):
             ``data.transforms``).
         crop_size: train on ``crop_size`` squares cut from the films at ``image_size`` with scale
             jitter (None: whole films). Validation, test and detection always see the whole film.
+        crop_scale: the range of that jitter, as factors of the film at ``image_size`` (detection
+            runs at 1.0; the default 0.5-1.1 also shows large masses whole inside a crop).
         batch_size: images per batch, per device.
         num_workers: DataLoader worker processes per device (-1: one per CPU core, up to 8).
         pin_memory: page-locked host memory for faster host-to-GPU copies (None: when CUDA is present).
@@ -141,6 +143,7 @@ class CalcinosisDataModule(pl.LightningDataModule):
         image_size: int = 384,
         augment: AugmentPreset = "train",
         crop_size: int | None = None,
+        crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE,
         batch_size: int = 8,
         num_workers: int = 2,
         pin_memory: bool | None = None,
@@ -157,6 +160,7 @@ class CalcinosisDataModule(pl.LightningDataModule):
         self.image_size = image_size
         self.augment = augment
         self.crop_size = crop_size
+        self.crop_scale = (float(crop_scale[0]), float(crop_scale[1]))
         self.batch_size = batch_size
         self.num_workers = min(os.cpu_count() or 1, 8) if num_workers < 0 else num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
@@ -173,7 +177,8 @@ class CalcinosisDataModule(pl.LightningDataModule):
         return concat_indexes([load_coco(p, self.image_root) for p in paths])
 
     def _coco_dataset(self, index: CocoIndex, preset: str) -> RadiographDataset:
-        transforms = build_transforms(preset, self.image_size, crop_size=self.crop_size)
+        transforms = build_transforms(preset, self.image_size, crop_size=self.crop_size,
+                                      crop_scale=self.crop_scale)
         return RadiographDataset(index.images, self.image_size, transforms,
                                  preload_threads=max(1, min(os.cpu_count() or 1, 8)),
                                  cache=self.cache, cache_dir=self._cache_folder() if self.cache == "disk" else None)

@@ -80,12 +80,17 @@ class ZoomKeepingLesions(BaseCrop):
 WHOLE_FILM_SHARE = 0.25
 
 
-def _crops(image_size: int, crop_size: int) -> list[A.BasicTransform]:
+# The film (at ``image_size``) is rescaled by a factor drawn from this range before a window is cut.
+DEFAULT_CROP_SCALE = (0.5, 1.1)
+
+
+def _crops(image_size: int, crop_size: int,
+           crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE) -> list[A.BasicTransform]:
     """Scale jitter, then a ``crop_size`` window that holds a lesion in 2 of 3 draws; or the whole film."""
     pad = A.PadIfNeeded(min_height=crop_size, min_width=crop_size, border_mode=cv2.BORDER_CONSTANT, fill=0)
     window = A.Sequential([
         A.LongestMaxSize(max_size=image_size),
-        A.RandomScale(scale_limit=(-0.5, 0.1), area_for_downscale="image", p=1.0),
+        A.RandomScale(scale_limit=(crop_scale[0] - 1, crop_scale[1] - 1), area_for_downscale="image", p=1.0),
         pad,
         A.OneOf([
             # erosion: the crop must overlap the chosen lesion's central part, not hold all of it
@@ -97,11 +102,12 @@ def _crops(image_size: int, crop_size: int) -> list[A.BasicTransform]:
     return [A.OneOf([window, whole], p=1.0)]
 
 
-def _train(image_size: int, crop_size: int | None = None) -> list[A.BasicTransform]:
+def _train(image_size: int, crop_size: int | None = None,
+           crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE) -> list[A.BasicTransform]:
     if crop_size is None:
         sizing = [ZoomKeepingLesions(scale_range=(0.6, 1.0), p=0.2), A.LongestMaxSize(max_size=image_size)]
     else:
-        sizing = _crops(image_size, crop_size)
+        sizing = _crops(image_size, crop_size, crop_scale)
     return [
         A.HorizontalFlip(p=0.5),
         A.Affine(scale=(0.85, 1.15), translate_percent=(-0.05, 0.05), rotate=(-10, 10),
@@ -118,8 +124,9 @@ def _train(image_size: int, crop_size: int | None = None) -> list[A.BasicTransfo
     ]
 
 
-def _light(image_size: int, crop_size: int | None = None) -> list[A.BasicTransform]:
-    sizing = [A.LongestMaxSize(max_size=image_size)] if crop_size is None else _crops(image_size, crop_size)
+def _light(image_size: int, crop_size: int | None = None,
+           crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE) -> list[A.BasicTransform]:
+    sizing = [A.LongestMaxSize(max_size=image_size)] if crop_size is None else _crops(image_size, crop_size, crop_scale)
     return [
         A.HorizontalFlip(p=0.5),
         A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.5),
@@ -127,11 +134,13 @@ def _light(image_size: int, crop_size: int | None = None) -> list[A.BasicTransfo
     ]
 
 
-def _eval(image_size: int, crop_size: int | None = None) -> list[A.BasicTransform]:
+def _eval(image_size: int, crop_size: int | None = None, crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE,
+          ) -> list[A.BasicTransform]:
     return [A.LongestMaxSize(max_size=image_size)]  # always the whole film: ground truth stays whole
 
 
-def _none(image_size: int, crop_size: int | None = None) -> list[A.BasicTransform]:
+def _none(image_size: int, crop_size: int | None = None, crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE,
+          ) -> list[A.BasicTransform]:
     return [A.NoOp(p=1.0)]  # an empty Compose warns that its box processor has nothing to do
 
 
@@ -167,7 +176,7 @@ class _WorkerSeededCompose(A.Compose):
 
 
 def build_transforms(preset: str, image_size: int, *, crop_size: int | None = None,
-                     seed: int | None = None) -> A.Compose:
+                     crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE, seed: int | None = None) -> A.Compose:
     """Build the named augmentation policy.
 
     Args:
@@ -175,6 +184,8 @@ def build_transforms(preset: str, image_size: int, *, crop_size: int | None = No
         image_size: longest side of the output image (every preset but ``none``).
         crop_size: ``train`` and ``light`` return ``crop_size`` squares cut from the film at
             ``image_size`` with scale jitter (None: the whole film).
+        crop_scale: the range of that scale jitter, as factors of the film at ``image_size``
+            (default 0.5-1.1; detection runs at 1.0).
         seed: seed of the policy's random draws (None: fresh entropy). In DataLoader workers
             the policy is reseeded from the worker's torch seed either way.
 
@@ -188,6 +199,8 @@ def build_transforms(preset: str, image_size: int, *, crop_size: int | None = No
         raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {sorted(PRESETS)}")
     if crop_size is not None and not 32 <= crop_size <= image_size:
         raise ValueError(f"crop_size must be between 32 and image_size ({image_size}), got {crop_size}")
+    if not 0.0 < crop_scale[0] <= crop_scale[1] <= 4.0:
+        raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 4, got {tuple(crop_scale)}")
     make, may_drop = PRESETS[preset]
     bbox_params = A.BboxParams(
         format="pascal_voc",
@@ -199,4 +212,4 @@ def build_transforms(preset: str, image_size: int, *, crop_size: int | None = No
         clip=True,  # boxes scaled to the cached image can overshoot its border by rounding
         filter_invalid_bboxes=True,
     )
-    return _WorkerSeededCompose(make(image_size, crop_size), bbox_params=bbox_params, seed=seed)
+    return _WorkerSeededCompose(make(image_size, crop_size, tuple(crop_scale)), bbox_params=bbox_params, seed=seed)

@@ -53,3 +53,16 @@ def test_a_backbone_traced_at_fixed_sides_still_finds_the_eager_boxes_on_non_squ
     for box, score in zip(e.boxes, e.scores):
         close = (np.abs(o.boxes - box).max(axis=1) <= 1.0) & (np.abs(o.scores - score) <= 1e-3)
         assert close.any() or score <= np.sort(e.scores)[1], (box, score)
+
+
+@pytest.mark.slow
+def test_onnx_backend_refuses_sizes_a_fixed_side_graph_cannot_read_before_any_film() -> None:
+    from calcidet.train.detect_predict import onnx_runtime
+
+    torch.manual_seed(0)
+    model = build_detector(arch="fcos_efficientnet_lite0", num_classes=2, min_size=160, max_size=160)
+    predictor = CalcinosisPredictor(model.eval(), 160, threshold=0.0, class_names=["calcinosis"])
+    assert onnx_runtime(predictor, None).net.backbone.fixed_side == 160  # the trained size alone: fine
+    predictor.extra_sizes = (224,)
+    with pytest.raises(ValueError, match="up to 160 px only, not 224 px"):
+        onnx_runtime(predictor, None)

@@ -181,7 +181,16 @@ def onnx_runtime(predictor: CalcinosisPredictor, onnx_path: str | None) -> torch
         exported_from = onnx_metadata(onnx_path).get("checkpoint_sha256")
         if exported_from not in (None, predictor.checkpoint["sha256"]):  # other weights: other results
             raise ValueError(f"{onnx_path} was exported from another checkpoint (sha256 {exported_from[:12]}...)")
-        return onnx_runtime_detector(predictor.model, onnx_path)
-    with tempfile.TemporaryDirectory(prefix="calcidet-onnx-") as tmp:
-        return onnx_runtime_detector(predictor.model, export_onnx(predictor.model, Path(tmp) / "model.onnx",
-                                                                  predictor.image_size))
+        model = onnx_runtime_detector(predictor.model, onnx_path)
+    else:
+        with tempfile.TemporaryDirectory(prefix="calcidet-onnx-") as tmp:
+            model = onnx_runtime_detector(predictor.model, export_onnx(predictor.model, Path(tmp) / "model.onnx",
+                                                                       predictor.image_size))
+    # A graph traced with its side baked in reads films up to that side only (padded to it): say so
+    # now, not once per film after the run has started.
+    fixed = getattr(model.net.backbone, "fixed_side", None)
+    too_big = [s for s in (predictor.image_size, *predictor.extra_sizes) if fixed and s > fixed]
+    if too_big:
+        raise ValueError(f"this arch's ONNX graph reads films up to {fixed} px only, not {too_big[0]} px: "
+                         "use --backend torch for --extra-sizes or a larger --image-size")
+    return model
