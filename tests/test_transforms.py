@@ -158,3 +158,18 @@ def test_crops_keep_evaluation_whole_and_reject_bad_sizes() -> None:
     np.testing.assert_allclose(out["bboxes"], lesion)
     with pytest.raises(ValueError, match="crop_size"):
         build_transforms("train", 384, crop_size=512)
+
+
+def test_crop_scale_sets_the_window_scale_jitter() -> None:
+    # the 40 px lesion on a 768 px film: windows at exactly 1.5x show it at 60 px, whole-film views
+    # (a quarter of draws, the film shrunk into the 256 crop) at 40 * 256 / 768
+    lesion = np.array([[600, 420, 640, 450]], dtype=np.float32)
+    image = bright_boxes_image((576, 768), lesion)
+    t = build_transforms("light", 768, crop_size=256, crop_scale=(1.5, 1.5), seed=0)
+    widths = set()
+    for _ in range(40):
+        boxes = np.asarray(t(image=image, bboxes=lesion, labels=np.array([1]))["bboxes"]).reshape(-1, 4)
+        widths.update(round(float(b[2] - b[0])) for b in boxes if b[0] > 0 and b[2] < 256)  # uncut boxes only
+    assert widths == {60, 13}, widths
+    with pytest.raises(ValueError, match="crop_scale"):
+        build_transforms("train", 768, crop_size=256, crop_scale=(1.2, 0.8))
