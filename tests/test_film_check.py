@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -95,3 +97,6 @@ def test_detect_image_check_marks_an_mr_slice_saved_as_png(tiny_checkpoint, tmp_
     assert mr["num_detections"] == "0"
     # The ankle's tags decide before the pixels: in scope either way.
     assert rows[True]["ankle.dcm"]["scope"] == rows[False]["ankle.dcm"]["scope"] == "in_scope"
+    # The journal knows which reference judged the films: a rebuilt one must not resume into these.
+    settings = json.loads((tmp_path / "out1" / ".journal" / "settings.json").read_text())
+    assert settings["image_check"] == hashlib.sha256(REFERENCE.read_bytes()).hexdigest()[:16]

@@ -30,7 +30,13 @@ import torch
 from calcidet.data.dataset import FolderDataset
 from calcidet.data.folders import collect_inputs
 from calcidet.model.checkpoint import CheckpointError
-from calcidet.model.inference import DEFAULT_SCORE_FLOOR, DEFAULT_THRESHOLD, CalcinosisPredictor
+from calcidet.model.film_check import REFERENCE
+from calcidet.model.inference import (
+    DEFAULT_SCORE_FLOOR,
+    DEFAULT_THRESHOLD,
+    CalcinosisPredictor,
+    sha256_file,
+)
 from calcidet.model.intended_use import intended_use
 from calcidet.train import detect_journal, detect_writer
 from calcidet.train.detect_coco import GroundTruth, GroundTruthError, assign_ids, load_ground_truth
@@ -181,7 +187,8 @@ def _detect(args: argparse.Namespace, predictor: CalcinosisPredictor, files: lis
     if args.backend != "torch":  # only then: folders journaled before --backend existed still resume
         settings["backend"] = args.backend
     if args.image_check:
-        settings["image_check"] = "radiograph_reference"
+        # the reference's hash: a rebuilt reference gives other verdicts, so it starts a fresh journal
+        settings["image_check"] = sha256_file(REFERENCE)[:16]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
