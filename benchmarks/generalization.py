@@ -8,8 +8,9 @@ Each ``--set NAME=FOLDER`` is a folder holding ``annotations.json`` and ``images
 synth`` and ``benchmarks/real_film_testset.py`` write). For each set this runs ``calcidet detect`` over
 ``images/`` (every box down to the score floor), or reuses a detect folder of the same checkpoint given
 as ``--detections NAME=DIR``, then ``calcidet evaluate`` broken down by lesion size, and prints
-one row: AP50, CPM, image AUROC, and lesion sensitivity at 1 false positive per image overall and per
-size bucket (small < 8 % of the film's short side). Sets whose folder is missing are skipped with a
+one row: AP50, CPM, image AUROC, and lesion sensitivity at 1 false positive per image overall, per
+size bucket (small < 8 % of the film's short side) and per visibility bucket of masses inserted into
+real films (``data.synth_insert.VISIBILITY_BUCKETS``: faint = lost in the bone's structure). Sets whose folder is missing are skipped with a
 note (the real-film set needs ``../shared``). The reports stay under ``--out/NAME/``.
 """
 
@@ -27,7 +28,8 @@ from calcidet.train.detect_cmd import main as detect_main  # noqa: E402
 from calcidet.train.evaluate_cmd import main as evaluate_main  # noqa: E402
 
 DEFAULT_SETS = ("synthetic=demo_out/synth/test", "real=runs/real_film_testset")
-COLUMNS = ("set", "images", "lesions", "AP50", "CPM", "AUROC", "sens@1FP", "small", "medium", "large", "detect s")
+COLUMNS = ("set", "images", "lesions", "AP50", "CPM", "AUROC", "sens@1FP", "small", "medium", "large",
+           "faint", "subtle", "clear", "detect s")
 
 
 def _reused(det: Path, checkpoint: str) -> float:
@@ -53,8 +55,11 @@ def _score(name: str, folder: Path, checkpoint: str, out: Path, score_floor: flo
         raise SystemExit(f"{name}: detect failed")
     else:
         seconds = time.perf_counter() - start
+    # Visibility exists on masses inserted into real films only; evaluate refuses a field no record has.
+    seen = any("visibility" in a.get("attributes", {}) for a in json.loads(gt.read_text())["annotations"])
+    by = ["size", "joint"] + (["attributes.visibility"] if seen else [])
     if evaluate_main(["--gt", str(gt), "--pred", str(det / "detections.csv"), "--out", str(report),
-                      "--bootstrap", "0", "--by", "size", "joint"]) != 0:
+                      "--bootstrap", "0", "--by", *by]) != 0:
         raise SystemExit(f"{name}: evaluate failed")
     full = json.loads((report / "metrics.json").read_text())
     m, sizes = full["metrics"], full["breakdown"]["size"]
@@ -65,6 +70,9 @@ def _score(name: str, folder: Path, checkpoint: str, out: Path, score_floor: flo
     }
     for bucket in ("small", "medium", "large"):
         row[bucket] = sizes.get(bucket, {}).get("froc_sens@1fp")
+    seen = full["breakdown"].get("attributes.visibility", {})  # absent on sets made before conspicuity
+    for bucket in ("faint", "subtle", "clear"):
+        row[bucket] = seen.get(bucket, {}).get("froc_sens@1fp")
     return row
 
 

@@ -160,11 +160,11 @@ def _side_marker(rng: np.random.Generator, film: np.ndarray, letter: str, spacin
 
 
 def make_image(seed: int, index: int, spec: dict[str, Any], size_range: tuple[int, int],
-               dicom_fraction: float) -> dict[str, Any]:
+               dicom_fraction: float, min_conspicuity: float = 0.0) -> dict[str, Any]:
     """Render film ``index`` of a dataset: pixels (float32 0..1), lesions, distractors and metadata."""
     rng = np.random.default_rng([seed, index])
     if spec.get("background"):
-        return _real_image(rng, spec, dicom_fraction)
+        return _real_image(rng, spec, dicom_fraction, min_conspicuity)
     longest = int(rng.integers(size_range[0], size_range[1] + 1))
     short = int(longest * rng.uniform(0.72, 0.9))
     portrait = rng.random() < (0.5 if spec["joint"] in ("hip", "shoulder") else 0.8)
@@ -190,14 +190,15 @@ def make_image(seed: int, index: int, spec: dict[str, Any], size_range: tuple[in
             "view": spec["view"], "side": side, "spacing": spacing, "format": fmt}
 
 
-def _real_image(rng: np.random.Generator, spec: dict[str, Any], dicom_fraction: float) -> dict[str, Any]:
+def _real_image(rng: np.random.Generator, spec: dict[str, Any], dicom_fraction: float,
+                min_conspicuity: float = 0.0) -> dict[str, Any]:
     """A real normal film with masses (or none), look-alikes and markers inserted; keeps its size."""
     from calcidet.data.readers import read_radiograph
 
     source = read_radiograph(spec["background"]).image
     real = analyse_film(source, rng, spec["joint"], spec["view"])
     n_lesions = 0 if rng.random() < NEGATIVE_SHARE else int(rng.choice(LESION_COUNTS, p=LESION_COUNT_WEIGHTS))
-    film, lesions, distractors = insert_into_film(rng, source, real, n_lesions)
+    film, lesions, distractors = insert_into_film(rng, source, real, n_lesions, min_conspicuity=min_conspicuity)
     fmt = "dicom" if rng.random() < dicom_fraction else str(rng.choice(FORMATS, p=FORMAT_WEIGHTS))
     return {"film": film, "lesions": lesions, "distractors": distractors, "joint": spec["joint"],
             "view": spec["view"], "side": "unknown", "spacing": real.spacing, "format": fmt}
@@ -208,8 +209,8 @@ def _init_worker() -> None:
 
 
 def _render_and_write(job: tuple) -> dict[str, Any]:
-    seed, index, spec, size_range, dicom_fraction, out_dir = job
-    item = make_image(seed, index, spec, size_range, dicom_fraction)
+    seed, index, spec, size_range, dicom_fraction, min_conspicuity, out_dir = job
+    item = make_image(seed, index, spec, size_range, dicom_fraction, min_conspicuity)
     name = write_image(out_dir, index, item, seed)
     h, w = item.pop("film").shape
     return {**item, "index": index, "file_name": name, "width": w, "height": h}
@@ -248,7 +249,8 @@ def _plan(seed: int, n: int, backgrounds: list[Background] | None) -> list[dict[
 def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str | Path | None = None,
                background_role: str | None = None, background_root: str | Path | None = None,
                workers: int | None = None, dicom_fraction: float = 0.15,
-               size_range: tuple[int, int] = (800, 2500), verbose: bool = True) -> SynthReport:
+               size_range: tuple[int, int] = (800, 2500), min_conspicuity: float = 0.0,
+               verbose: bool = True) -> SynthReport:
     """Write ``n`` synthetic films and their COCO annotations to ``out_dir``.
 
     Args:
@@ -264,6 +266,9 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
         workers: processes (default: CPU count).
         dicom_fraction: share of films written as DICOM.
         size_range: longest side of procedural films, px (min, max).
+        min_conspicuity: with backgrounds, masses are drawn denser until they stand out of the film's
+            own structure by this much (``data.synth_insert.conspicuity``), else left out; 0: only
+            the contrast floor. Every mass records its conspicuity either way.
         verbose: log the throughput at the end (info level of the ``calcidet`` logger).
 
     Returns:
@@ -274,7 +279,7 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
     (out / "images").mkdir(parents=True, exist_ok=True)
     bg_files = list_backgrounds(backgrounds, background_role, background_root) if backgrounds is not None else None
     specs = _plan(seed, n, bg_files)
-    jobs = [(seed, i, specs[i], tuple(size_range), dicom_fraction, out) for i in range(n)]
+    jobs = [(seed, i, specs[i], tuple(size_range), dicom_fraction, min_conspicuity, out) for i in range(n)]
     workers = min(workers or os.cpu_count() or 1, n)
     if workers > 1:
         # spawn, not fork: a forked child can inherit a locked OpenCV/BLAS thread pool and hang.
@@ -300,7 +305,7 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
                                 "attributes": {k: v for k, v in les.items() if k != "bbox"}})
     coco = {"info": {"description": "calcidet synthetic radiographs with periarticular calcinosis",
                      "generator": "calcidet.data.synth", "version": GENERATOR_VERSION, "seed": seed,
-                     "backgrounds": bool(bg_files)},
+                     "backgrounds": bool(bg_files), "min_conspicuity": min_conspicuity},
             "images": images, "annotations": annotations,
             "categories": [{"id": 1, "name": "calcinosis", "supercategory": "calcification"}]}
     (out / "annotations.json").write_text(json.dumps(coco, indent=1, sort_keys=True) + "\n")

@@ -13,6 +13,12 @@ saturated and cannot show it; a positive label no reader could see teaches the m
 plain soft tissue), lobule size (many small or a few big lobules),
 pattern (cloud, cystic rims, fluid-calcium levels), and how far it tucks against or over the bone.
 
+Each mass also records its ``conspicuity``: the display lift it causes over its dense region, divided by
+the film's own structure there at the mass's scale (bone edges, trabeculae, noise). The ``contrast``
+floor alone lets a smooth haze over the phalanges through, lifted 0.15 but lost among cortical edges;
+conspicuity sorts such masses into ``visibility`` groups (``VISIBILITY_BUCKETS``) that
+``calcidet evaluate --by attributes.visibility`` reports apart.
+
 The label: a mass's COCO box is the extent of its own added attenuation at or above
 ``BOX_DENSITY_FRACTION`` of its peak, on the film's pixel grid, after resampling and blur.
 """
@@ -41,6 +47,9 @@ NEAR_BONE_MM = 20.0  # a mass's centre lies at most its radius plus this from bo
 MIN_CONTRAST = 0.04  # display units (~10 of 255 grey levels) at the mass's 90th percentile: barely visible
 MAX_BOOST = 6.0  # a faint draw is made at most this much denser to reach MIN_CONTRAST
 OVERSAMPLE, MAX_RENDER_PX = 3, 200  # draw masses up to 3x finer than the film (at most 200 px across)
+# Conspicuity (lift / clutter) groups: name, upper bound. Set by eye on contact sheets of the held-out
+# films: under 1 the mass is lost in the bone's structure, over 2.5 it stands out at a glance.
+VISIBILITY_BUCKETS: tuple[tuple[str, float], ...] = (("faint", 1.0), ("subtle", 2.5), ("clear", np.inf))
 RENDER_BLUR_PX = 0.35  # blur the drawing already has on the film grid (area averaging, drawing blur)
 
 
@@ -99,29 +108,64 @@ def _contrast(film: np.ndarray, real: RealFilm, part: np.ndarray, where: tuple) 
     return round(float(np.percentile(lifted[dense], 90)), 4) if dense.any() else 0.0
 
 
-def boost_to_visible(film: np.ndarray, real: RealFilm, patch: np.ndarray, x0: int, y0: int) -> float | None:
-    """The factor (>= 1) that makes the patch reach ``MIN_CONTRAST`` on the film at (x0, y0), or None.
+def conspicuity(film: np.ndarray, real: RealFilm, part: np.ndarray, where: tuple) -> float:
+    """The mass's mean display lift over its dense region / the film's clutter there (both display units).
 
-    None where even ``MAX_BOOST`` does not show it (saturated film, or the patch off the film):
-    such a mass is not placed. Attenuation is linear in density, the display is not, so iterate.
+    Clutter is the film's structure at the mass's own scale: the region with detail coarser than the
+    mass removed (a Gaussian high-pass at a quarter of its extent), its robust spread over the dense pixels,
+    never below the film's noise. Large, smooth exposure gradients do not hide a mass; edges do.
+    """
+    d = np.clip(film[where], 1e-3, 1 - 1e-3)
+    lifted = 1.0 / (1.0 + np.exp(-(to_logit(d) + part / real.slope))) - d
+    dense = part >= BOX_DENSITY_FRACTION * float(part.max())
+    if not dense.any():
+        return 0.0
+    ys, xs = np.nonzero(dense)
+    sigma = max(1.0, 0.25 * float(max(np.ptp(ys), np.ptp(xs))))
+    detail = d - cv2.GaussianBlur(d, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    # Robust spread (1.4826 MAD): a collimator edge crossing a corner of the box is not clutter over the mass.
+    spread = detail[dense]
+    clutter = max(1.4826 * float(np.median(np.abs(spread - np.median(spread)))), real.noise, 1e-3)
+    return round(float(lifted[dense].mean()) / clutter, 3)
+
+
+def visibility(value: float) -> str:
+    """The ``VISIBILITY_BUCKETS`` name of a conspicuity."""
+    return next(name for name, upper in VISIBILITY_BUCKETS if value < upper)
+
+
+def boost_to_visible(film: np.ndarray, real: RealFilm, patch: np.ndarray, x0: int, y0: int,
+                     min_conspicuity: float = 0.0) -> float | None:
+    """The factor (>= 1) that makes the patch reach ``MIN_CONTRAST`` (and ``min_conspicuity``) at (x0, y0).
+
+    None where even ``MAX_BOOST`` does not show it (saturated film, bone structure that hides it, or
+    the patch off the film): such a mass is not placed. Attenuation is linear in density, the display
+    is not, so iterate.
     """
     covered = on_film(film.shape, patch, x0, y0)
     if covered is None:
         return None
     where, part = covered
+
+    def shortfall(boost: float) -> float:  # how many times too faint the mass is, by the stricter rule
+        lack = MIN_CONTRAST / max(_contrast(film, real, boost * part, where), 1e-4)
+        if min_conspicuity > 0:
+            lack = max(lack, min_conspicuity / max(conspicuity(film, real, boost * part, where), 1e-4))
+        return lack
+
     boost = 1.0
     for _ in range(4):
-        c = _contrast(film, real, boost * part, where)
-        if c >= MIN_CONTRAST:
+        lack = shortfall(boost)
+        if lack <= 1.0:
             return boost
         if boost >= MAX_BOOST:
             return None
-        boost = min(MAX_BOOST, boost * 1.15 * MIN_CONTRAST / max(c, 1e-4))
-    return boost if _contrast(film, real, boost * part, where) >= MIN_CONTRAST else None
+        boost = min(MAX_BOOST, boost * 1.15 * lack)
+    return boost if shortfall(boost) <= 1.0 else None
 
 
 def _place_masses(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_lesions: int,
-                  delta: np.ndarray) -> tuple[list[dict], np.ndarray]:
+                  delta: np.ndarray, min_conspicuity: float = 0.0) -> tuple[list[dict], np.ndarray]:
     """Masses into ``delta`` (in place); returns their records and the working-resolution busy mask."""
     an = real.anatomy
     ws, scale = an.spacing, an.spacing / real.spacing
@@ -150,7 +194,7 @@ def _place_masses(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_
         patch = render_mass(rng, real, frac * short, pattern, density, float(np.exp(rng.uniform(*np.log(LOBULE)))))
         x0 = int(round(centre[0] * scale)) - patch.shape[1] // 2
         y0 = int(round(centre[1] * scale)) - patch.shape[0] // 2
-        boost = boost_to_visible(film, real, patch, x0, y0)
+        boost = boost_to_visible(film, real, patch, x0, y0, min_conspicuity)
         if boost is None:
             continue
         patch, density = patch * boost, density * boost
@@ -160,14 +204,16 @@ def _place_masses(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_
         box, where = placed
         _, part = on_film(film.shape, patch, x0, y0)
         busy |= np.hypot(xx - centre[0], yy - centre[1]) * ws < 1.1 * r + 5
+        seen = conspicuity(film, real, part, where)
         lesions.append({"bbox": box, "pattern": pattern, "diameter_mm": round(2 * r, 1),
                         "diameter_frac": round(frac, 4), "density": round(density, 3),
-                        "contrast": _contrast(film, real, part, where)})
+                        "contrast": _contrast(film, real, part, where), "conspicuity": seen,
+                        "visibility": visibility(seen)})
     return lesions, busy
 
 
 def insert_into_film(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_lesions: int,
-                     markers: bool = True) -> tuple[np.ndarray, list[dict], list[dict]]:
+                     markers: bool = True, min_conspicuity: float = 0.0) -> tuple[np.ndarray, list[dict], list[dict]]:
     """Insert masses, look-alikes and markers into a real film.
 
     Args:
@@ -176,14 +222,16 @@ def insert_into_film(rng: np.random.Generator, film: np.ndarray, real: RealFilm,
         real: ``data.synth_real.analyse_film(film, ...)``.
         n_lesions: masses to place (fewer if the film has no room for them).
         markers: burn in side letters, text and rulers (hard negatives).
+        min_conspicuity: draw each mass denser until its ``conspicuity`` reaches this (within
+            ``MAX_BOOST``), else leave it out; 0 keeps the ``MIN_CONTRAST`` floor alone.
 
     Returns:
         ``(film, lesions, distractors)``: the new film (float32 0..1); lesions with ``bbox`` (COCO xywh,
         film px), ``pattern``, ``diameter_mm``, ``diameter_frac``, ``density``, ``contrast`` (display
-        units); distractors with ``kind`` and ``bbox``, never labelled.
+        units), ``conspicuity`` and ``visibility``; distractors with ``kind`` and ``bbox``, never labelled.
     """
     delta = np.zeros(film.shape, np.float32)
-    lesions, busy = _place_masses(rng, film, real, n_lesions, delta)
+    lesions, busy = _place_masses(rng, film, real, n_lesions, delta, min_conspicuity)
     # Look-alikes are drawn on the film's grid; blur them as the film is blurred.
     extra = np.zeros(film.shape, np.float32)
     clear = ~cv2.dilate(busy.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)

@@ -20,9 +20,12 @@ from calcidet.data.synth_insert import (
     BOX_DENSITY_FRACTION,
     MIN_CONTRAST,
     boost_to_visible,
+    conspicuity,
     insert_into_film,
+    on_film,
     place_patch,
     render_mass,
+    visibility,
 )
 from calcidet.data.synth_placement import placement_weight
 from calcidet.data.synth_real import add_attenuation, analyse_film, to_logit
@@ -108,6 +111,45 @@ def test_a_faint_mass_is_drawn_denser_until_it_shows_or_left_out_where_the_film_
     assert boost_to_visible(burnt, real, faint, x0, y0) is None
 
 
+def _soft_and_striped(patch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two hand-made films three times the patch's size: even soft tissue, and the same grey crossed by
+    bone-like ridges, a few across the mass (finer than it, so they are its clutter, not its background)."""
+    size = patch.shape[0] * 3
+    soft = np.full((size, size), 0.35, np.float32)
+    ridges = 0.15 * np.sin(2 * np.pi * np.arange(size) / (patch.shape[1] / 3)).astype(np.float32)
+    return soft, soft + ridges[None, :]
+
+
+def test_conspicuity_is_the_same_lift_lost_among_bone_edges() -> None:
+    film = read_radiograph(FILMS / "hand_wrist_forearm/IMG0000359.jpg").image
+    real = analyse_film(film, np.random.default_rng(0))
+    patch = render_mass(np.random.default_rng(1), real, 60.0, "cloud", 0.4, 0.15)
+    soft, striped = _soft_and_striped(patch)
+    at = patch.shape[0]  # the middle third
+    where, part = on_film(soft.shape, patch, at, at)
+    k_soft, k_bone = conspicuity(soft, real, part, where), conspicuity(striped, real, part, where)
+    # Same attenuation, same display slope on both (0.35 and the bars' mean are close): the bars hide it.
+    assert visibility(k_soft) == "clear" and visibility(k_bone) == "faint"
+    assert k_soft > 5 * k_bone
+    # Over even tissue the clutter is the film's noise: twice the attenuation, about twice as conspicuous.
+    assert 1.7 < conspicuity(soft, real, 2 * part, where) / k_soft < 2.3
+    assert conspicuity(soft, real, 0 * part, where) == 0.0
+
+
+def test_a_conspicuity_floor_draws_a_hidden_mass_denser_or_leaves_it_out() -> None:
+    film = read_radiograph(FILMS / "hand_wrist_forearm/IMG0000359.jpg").image
+    real = analyse_film(film, np.random.default_rng(0))
+    patch = render_mass(np.random.default_rng(1), real, 60.0, "cloud", 0.4, 0.15)
+    _, striped = _soft_and_striped(patch)
+    at = patch.shape[0]
+    where, part = on_film(striped.shape, patch, at, at)
+    assert boost_to_visible(striped, real, patch, at, at) == 1.0  # the contrast floor alone passes it
+    boost = boost_to_visible(striped, real, patch, at, at, min_conspicuity=1.0)
+    assert boost is not None and boost > 1.0
+    assert conspicuity(striped, real, boost * part, where) >= 1.0
+    assert boost_to_visible(striped, real, patch, at, at, min_conspicuity=1000.0) is None
+
+
 def test_placement_never_inside_a_bone_ring_or_outside_the_body() -> None:
     # A synthetic pelvis-like mask: a body, a bone ring with soft tissue inside, a long bone beside it.
     body = np.zeros((200, 240), bool)
@@ -141,8 +183,22 @@ def test_joint_and_view_come_from_the_manifest(tmp_path: Path) -> None:
         assert im["view"] == "+".join(views)
     for a in coco["annotations"]:
         attrs = a["attributes"]
-        assert {"pattern", "diameter_mm", "diameter_frac", "contrast"} <= set(attrs)
+        assert {"pattern", "diameter_mm", "diameter_frac", "contrast", "conspicuity", "visibility"} <= set(attrs)
         assert 0.03 * 0.99 <= attrs["diameter_frac"] <= 0.30 and attrs["contrast"] >= MIN_CONTRAST
+        assert attrs["visibility"] == visibility(attrs["conspicuity"])
+
+
+def test_synthesize_with_a_conspicuity_floor_labels_only_masses_above_it(tmp_path: Path) -> None:
+    rows = _rows(FILMS / "manifest.csv")
+    picks = [r for r in rows if r["category"] == "hand_wrist_forearm" and int(r["width"]) < 1000][:4]
+    listing = tmp_path / "films.txt"
+    listing.write_text("\n".join(r["file"] for r in picks) + "\n")
+    synthesize(tmp_path / "out", n=8, seed=5, backgrounds=listing, background_root=FILMS, workers=1,
+               dicom_fraction=0.0, min_conspicuity=1.5, verbose=False)
+    coco = json.loads((tmp_path / "out" / "annotations.json").read_text())
+    seen = [a["attributes"]["conspicuity"] for a in coco["annotations"]]
+    assert coco["info"]["min_conspicuity"] == 1.5 and len(seen) >= 3
+    assert min(seen) >= 1.5 and {a["attributes"]["visibility"] for a in coco["annotations"]} <= {"subtle", "clear"}
 
 
 def test_heldout_role_selects_only_heldout_films() -> None:
@@ -180,3 +236,12 @@ def test_no_mass_in_mid_grey_noisy_air_with_a_gradient() -> None:
             assert abs(x + bw / 2 - 150) < 45, f"seed {seed}: mass centre {x + bw / 2:.0f} is outside the limb"
             placed += 1
     assert placed >= 40
+
+
+def test_synth_refuses_a_negative_conspicuity_floor(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from calcidet.train.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "--out", str(tmp_path / "x"), "--min-conspicuity", "-1"])
+    assert exc.value.code == 2 and "--min-conspicuity must be at least 0" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dicom-fraction", type=float, default=0.15, help="share written as DICOM (default 0.15)")
     parser.add_argument("--min-size", type=int, default=800, help="smallest longest side, px (default 800)")
     parser.add_argument("--max-size", type=int, default=2500, help="largest longest side, px (default 2500)")
+    parser.add_argument("--min-conspicuity", type=float, default=0.0,
+                        help="with --backgrounds: draw each mass denser until it stands out of the film's own "
+                             "structure by this much (its lift / the clutter under it; 1 = a reader can see it), "
+                             "else leave it out (default 0: contrast floor only)")
     parser.add_argument("--preview", help="write a contact sheet PNG of the first 24 films with their boxes")
     args = parser.parse_args(argv)
     if args.n < 1:
@@ -39,11 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need 64 <= --min-size <= --max-size")
     if not 0.0 <= args.dicom_fraction <= 1.0:
         parser.error("--dicom-fraction must be between 0 and 1")
+    if args.min_conspicuity < 0:
+        parser.error("--min-conspicuity must be at least 0")
     if (args.background_role or args.background_root) and not args.backgrounds:
         parser.error("--background-role/--background-root need --backgrounds")
     synthesize(args.out, args.n, args.seed, backgrounds=args.backgrounds, background_role=args.background_role,
                background_root=args.background_root, workers=args.workers,
-               dicom_fraction=args.dicom_fraction, size_range=(args.min_size, args.max_size))
+               dicom_fraction=args.dicom_fraction, size_range=(args.min_size, args.max_size),
+               min_conspicuity=args.min_conspicuity)
     if args.preview:
         print(f"preview: {write_contact_sheet(args.out, args.preview)}")
     return 0
