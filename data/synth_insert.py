@@ -100,11 +100,16 @@ def place_patch(delta: np.ndarray, patch: np.ndarray, x0: int, y0: int) -> tuple
     return box, where
 
 
-def _contrast(film: np.ndarray, real: RealFilm, part: np.ndarray, where: tuple) -> float:
-    """90th percentile of the display brightening the mass alone causes, over its boxed density."""
+def _lift(film: np.ndarray, real: RealFilm, part: np.ndarray, where: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The film under the mass (clipped off 0 and 1), the display lift the mass alone causes, its dense pixels."""
     d = np.clip(film[where], 1e-3, 1 - 1e-3)
     lifted = 1.0 / (1.0 + np.exp(-(to_logit(d) + part / real.slope))) - d
-    dense = part >= BOX_DENSITY_FRACTION * float(part.max())
+    return d, lifted, part >= BOX_DENSITY_FRACTION * float(part.max())
+
+
+def _contrast(film: np.ndarray, real: RealFilm, part: np.ndarray, where: tuple) -> float:
+    """90th percentile of the display brightening the mass alone causes, over its boxed density."""
+    _, lifted, dense = _lift(film, real, part, where)
     return round(float(np.percentile(lifted[dense], 90)), 4) if dense.any() else 0.0
 
 
@@ -112,12 +117,10 @@ def conspicuity(film: np.ndarray, real: RealFilm, part: np.ndarray, where: tuple
     """The mass's mean display lift over its dense region / the film's clutter there (both display units).
 
     Clutter is the film's structure at the mass's own scale: the region with detail coarser than the
-    mass removed (a Gaussian high-pass at a quarter of its extent), its robust spread over the dense pixels,
-    never below the film's noise. Large, smooth exposure gradients do not hide a mass; edges do.
+    mass removed (a Gaussian high-pass at a quarter of its extent), its robust spread over the dense
+    pixels, never below the film's noise. Large, smooth exposure gradients do not hide a mass; edges do.
     """
-    d = np.clip(film[where], 1e-3, 1 - 1e-3)
-    lifted = 1.0 / (1.0 + np.exp(-(to_logit(d) + part / real.slope))) - d
-    dense = part >= BOX_DENSITY_FRACTION * float(part.max())
+    d, lifted, dense = _lift(film, real, part, where)
     if not dense.any():
         return 0.0
     ys, xs = np.nonzero(dense)
