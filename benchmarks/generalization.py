@@ -10,8 +10,9 @@ synth`` and ``benchmarks/real_film_testset.py`` write). For each set this runs `
 as ``--detections NAME=DIR``, then ``calcidet evaluate`` broken down by lesion size, and prints
 one row: AP50, CPM, image AUROC, and lesion sensitivity at 1 false positive per image overall, per
 size bucket (small < 8 % of the film's short side) and per visibility bucket of masses inserted into
-real films (``data.synth_insert.VISIBILITY_BUCKETS``: faint = lost in the bone's structure). Sets whose folder is missing are skipped with a
-note (the real-film set needs ``../shared``). The reports stay under ``--out/NAME/``.
+real films (``data.synth_insert.VISIBILITY_BUCKETS``: faint = lost in the bone's structure). Sets
+whose folder is missing are skipped with a note (the real-film set needs ``../shared``). The reports
+stay under ``--out/NAME/``.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def _score(name: str, folder: Path, checkpoint: str, out: Path, score_floor: flo
     else:
         seconds = time.perf_counter() - start
     # Visibility exists on masses inserted into real films only; evaluate refuses a field no record has.
-    seen = any("visibility" in a.get("attributes", {}) for a in json.loads(gt.read_text())["annotations"])
-    by = ["size", "joint"] + (["attributes.visibility"] if seen else [])
+    graded = any("visibility" in a.get("attributes", {}) for a in json.loads(gt.read_text())["annotations"])
+    by = ["size", "joint"] + (["attributes.visibility"] if graded else [])
     if evaluate_main(["--gt", str(gt), "--pred", str(det / "detections.csv"), "--out", str(report),
                       "--bootstrap", "0", "--by", *by]) != 0:
         raise SystemExit(f"{name}: evaluate failed")
@@ -70,9 +71,9 @@ def _score(name: str, folder: Path, checkpoint: str, out: Path, score_floor: flo
     }
     for bucket in ("small", "medium", "large"):
         row[bucket] = sizes.get(bucket, {}).get("froc_sens@1fp")
-    seen = full["breakdown"].get("attributes.visibility", {})  # absent on sets made before conspicuity
+    groups = full["breakdown"].get("attributes.visibility", {})  # absent on sets made before conspicuity
     for bucket in ("faint", "subtle", "clear"):
-        row[bucket] = seen.get(bucket, {}).get("froc_sens@1fp")
+        row[bucket] = groups.get(bucket, {}).get("froc_sens@1fp")
     return row
 
 
