@@ -48,6 +48,11 @@ AIR_SEED_K = 4.0  # air proper: within 4 spreads of the air peak
 AIR_NOISE_K, AIR_MIN_STEP = 6.0, 0.03  # skin: this many air noise levels, and at least 0.03, above the air beside it
 NECK_JOINTS = ("shoulder", "elbow", "unknown")  # films of these may show the chest and neck
 AIR_ROUNDS = 2  # re-level the air from what the previous round found
+# Soft tissue taken for air (a pelvis filling the film): its "noise" is anatomy, several times any real
+# air's, and bone-bright structures (femurs, iliac wings) are left in it. Either alone is not enough: a
+# noisy detector can have noisy air, and a marker or collimator edge puts bright specks in real air.
+AIR_NOISE_MAX = 0.022  # display units; real air on the shipped films measures at most 0.026, tissue 0.027-0.1
+AIR_BONE_MAX = 0.003  # of the film: bone-class pixels in what was taken for air
 
 
 @dataclass
@@ -107,12 +112,15 @@ def body_mask(small: np.ndarray) -> np.ndarray:
 
     Air is not one grey: a film's air can be mid-grey, noisy, or carry a burned-in gradient, so each pixel is
     compared with the air level around it (the air class, smoothly interpolated), not with one threshold.
+    A film with no air (a pelvis filling it edge to edge) is all body, whether its darkest class is bright
+    (``AIR_MAX``) or dark but shows itself to be soft tissue (``AIR_NOISE_MAX`` and ``AIR_BONE_MAX``).
     """
     u8 = np.round(small * 255).astype(np.uint8)
-    t_air, _ = _three_level_otsu(u8)
+    t_air, t_bone = _three_level_otsu(u8)
     seed = _touching_border(cv2.morphologyEx((u8 <= t_air).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)))
+    no_air = _keep_large(small > np.percentile(small, 3), 0.02)
     if seed.mean() < AIR_MIN_SHARE or np.median(small[seed]) > AIR_MAX:  # no air to speak of (pelvis, chest)
-        return _keep_large(small > np.percentile(small, 3), 0.02)
+        return no_air
     # The dark class can hold a thin limb too (an arm beside a white chest): air proper is the dark
     # class's main peak and its spread, measured on the peak's dark side, which holds no tissue.
     vals = small[seed]
@@ -122,17 +130,22 @@ def body_mask(small: np.ndarray) -> np.ndarray:
     seed &= small < mode + AIR_SEED_K * spread
     sigma = AIR_SMOOTH * max(small.shape)
     tissue_like = ~seed
+    first_noise = None
     for _ in range(AIR_ROUNDS):  # each round's air reaches further into a gradient: re-level from it
         num, den = _wide_blur(np.where(seed, small, 0).astype(np.float32), sigma), _wide_blur(seed, sigma)
         air = np.where(den > 1e-3, num / np.maximum(den, 1e-3), mode)
         residual = (small - air)[seed]
         noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+        first_noise = noise if first_noise is None else first_noise
         # Skin is a clear step above the air beside it: several noise levels (blurred), and at least a little.
         tissue_like = small > air + max(AIR_NOISE_K * noise, AIR_MIN_STEP)
         tissue_like = cv2.morphologyEx(tissue_like.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)) > 0
         seed = _touching_border(~tissue_like)
-    body = ~seed  # enclosed dark regions (lungs, gas, gaps in a fist) stay body
-    return _keep_large(body, 0.02)
+    body = _keep_large(~seed, 0.02)  # enclosed dark regions (lungs, gas, gaps in a fist) stay body
+    bone_in_air = float(((u8 > t_bone) & (u8 < 245) & ~body).mean())  # 245+: unexposed bands, not bone
+    if first_noise > AIR_NOISE_MAX and bone_in_air > AIR_BONE_MAX:
+        return no_air
+    return body
 
 
 def _masks(film: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -245,3 +245,22 @@ def test_synth_refuses_a_negative_conspicuity_floor(tmp_path: Path, capsys: pyte
         main(["synth", "--out", str(tmp_path / "x"), "--min-conspicuity", "-1"])
     assert exc.value.code == 2 and "--min-conspicuity must be at least 0" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("name", ["hip_pelvis/IMG0000372.jpg", "hip_pelvis/IMG0001989.jpg"])
+def test_a_pelvis_filling_the_film_is_all_body_and_masses_go_beside_the_hips(name: str) -> None:
+    # Two vendored AP pelvis films with no air: the thighs' soft tissue is the darkest class touching
+    # the edge. It is body; masses go lateral to the hips, not over the sacrum or into the pelvic ring.
+    film = read_radiograph(FILMS / name).image
+    real = analyse_film(film, np.random.default_rng(0), joint="hip")
+    h, w = real.weight.shape
+    assert real.anatomy.body.mean() > 0.8
+    assert real.weight.max() > 0 and not real.weight[: int(0.55 * h), int(0.3 * w): int(0.7 * w)].any()
+
+
+def test_noisy_air_around_a_hand_stays_air() -> None:
+    # A vendored hand film whose air carries detector stripes (the noisiest air of the shipped films):
+    # noise alone must not turn the air into body.
+    real = analyse_film(read_radiograph(FILMS / "hand_wrist_forearm/IMG0003088.jpg").image,
+                        np.random.default_rng(0), joint="hand")
+    assert 0.05 < real.anatomy.body.mean() < 0.3
