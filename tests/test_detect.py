@@ -213,9 +213,12 @@ def test_two_processes_write_one_merged_result(tiny_synth, tiny_checkpoint, tmp_
     (images1, dets1), (images2, dets2) = runs["1"], runs["2"]
     assert images1 == images2 and [r["image"] for r in images2] == sorted(kinds)
     assert len(dets1) == len(dets2) > 0
-    key = lambda d: (d["image"], -float(d["confidence"]), float(d["x_min"]))  # noqa: E731
-    for a, b in zip(sorted(dets1, key=key), sorted(dets2, key=key)):
-        assert a["image"] == b["image"] and a["label"] == b["label"]
-        # other thread counts round differently in the last digit
-        for k in ("x_min", "y_min", "x_max", "y_max", "confidence"):
-            assert float(a[k]) == pytest.approx(float(b[k]), abs=0.02), (k, a, b)
+    # Match box for box, not by rank: other thread counts round differently in the last digit, so two
+    # boxes of near-equal confidence can swap places between the runs.
+    fields = ("x_min", "y_min", "x_max", "y_max", "confidence")
+    unmatched = list(dets2)
+    for a in dets1:
+        same = [b for b in unmatched if b["image"] == a["image"] and b["label"] == a["label"]
+                and all(abs(float(a[k]) - float(b[k])) <= 0.02 for k in fields)]
+        assert same, f"no counterpart in the two-process run for {a}"
+        unmatched.remove(same[0])
