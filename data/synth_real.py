@@ -107,6 +107,11 @@ def _wide_blur(x: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / 4), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def _all_body(small: np.ndarray) -> np.ndarray:
+    """A film with no air: all of it but the darkest few percent (gas, the gap between the thighs)."""
+    return _keep_large(small > np.percentile(small, 3), 0.02)
+
+
 def body_mask(small: np.ndarray) -> np.ndarray:
     """Not air: air is the dark region touching the film's edge; tissue is clearly brighter than the air beside it.
 
@@ -118,9 +123,8 @@ def body_mask(small: np.ndarray) -> np.ndarray:
     u8 = np.round(small * 255).astype(np.uint8)
     t_air, t_bone = _three_level_otsu(u8)
     seed = _touching_border(cv2.morphologyEx((u8 <= t_air).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)))
-    no_air = _keep_large(small > np.percentile(small, 3), 0.02)
     if seed.mean() < AIR_MIN_SHARE or np.median(small[seed]) > AIR_MAX:  # no air to speak of (pelvis, chest)
-        return no_air
+        return _all_body(small)
     # The dark class can hold a thin limb too (an arm beside a white chest): air proper is the dark
     # class's main peak and its spread, measured on the peak's dark side, which holds no tissue.
     vals = small[seed]
@@ -130,13 +134,13 @@ def body_mask(small: np.ndarray) -> np.ndarray:
     seed &= small < mode + AIR_SEED_K * spread
     sigma = AIR_SMOOTH * max(small.shape)
     tissue_like = ~seed
-    first_noise = None
-    for _ in range(AIR_ROUNDS):  # each round's air reaches further into a gradient: re-level from it
+    for round_ in range(AIR_ROUNDS):  # each round's air reaches further into a gradient: re-level from it
         num, den = _wide_blur(np.where(seed, small, 0).astype(np.float32), sigma), _wide_blur(seed, sigma)
         air = np.where(den > 1e-3, num / np.maximum(den, 1e-3), mode)
         residual = (small - air)[seed]
         noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
-        first_noise = noise if first_noise is None else first_noise
+        if round_ == 0:  # the dark class as first found, before the air is re-levelled from itself
+            first_noise = noise
         # Skin is a clear step above the air beside it: several noise levels (blurred), and at least a little.
         tissue_like = small > air + max(AIR_NOISE_K * noise, AIR_MIN_STEP)
         tissue_like = cv2.morphologyEx(tissue_like.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)) > 0
@@ -144,7 +148,7 @@ def body_mask(small: np.ndarray) -> np.ndarray:
     body = _keep_large(~seed, 0.02)  # enclosed dark regions (lungs, gas, gaps in a fist) stay body
     bone_in_air = float(((u8 > t_bone) & (u8 < 245) & ~body).mean())  # 245+: unexposed bands, not bone
     if first_noise > AIR_NOISE_MAX and bone_in_air > AIR_BONE_MAX:
-        return no_air
+        return _all_body(small)
     return body
 
 
