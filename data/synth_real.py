@@ -48,6 +48,7 @@ AIR_SEED_K = 4.0  # air proper: within 4 spreads of the air peak
 AIR_NOISE_K, AIR_MIN_STEP = 6.0, 0.03  # skin: this many air noise levels, and at least 0.03, above the air beside it
 NECK_JOINTS = ("shoulder", "elbow", "unknown")  # films of these may show the chest and neck
 AIR_ROUNDS = 2  # re-level the air from what the previous round found
+UNEXPOSED_U8 = 245  # grey level (of 255) from which a film is unexposed, saturated white: not bone
 # Soft tissue taken for air (a pelvis filling the film): its "noise" is anatomy, several times any real
 # air's, and bone-bright structures (femurs, iliac wings) are left in it. Either alone is not enough: a
 # noisy detector can have noisy air, and a marker or collimator edge puts bright specks in real air.
@@ -146,7 +147,7 @@ def body_mask(small: np.ndarray) -> np.ndarray:
         tissue_like = cv2.morphologyEx(tissue_like.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)) > 0
         seed = _touching_border(~tissue_like)
     body = _keep_large(~seed, 0.02)  # enclosed dark regions (lungs, gas, gaps in a fist) stay body
-    bone_in_air = float(((u8 > t_bone) & (u8 < 245) & ~body).mean())  # 245+: unexposed bands, not bone
+    bone_in_air = float(((u8 > t_bone) & (u8 < UNEXPOSED_U8) & ~body).mean())
     if first_noise > AIR_NOISE_MAX and bone_in_air > AIR_BONE_MAX:
         return _all_body(small)
     return body
@@ -173,7 +174,7 @@ def _masks(film: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     bone = _keep_large(cv2.morphologyEx(bone.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)) > 0, 0.003)
     # Unexposed bands along the border (saturated white, as wide as the film) are neither bone nor a
     # place for a mass: keep clear of them.
-    _, labels, stats, _ = cv2.connectedComponentsWithStats((u8 >= 245).astype(np.uint8))
+    _, labels, stats, _ = cv2.connectedComponentsWithStats((u8 >= UNEXPOSED_U8).astype(np.uint8))
     x, y, bw, bh = (stats[:, k] for k in range(4))
     band = ((bw > 0.5 * ww) & ((y == 0) | (y + bh == hw)) & (bh < 0.25 * hw)) | \
         ((bh > 0.5 * hw) & ((x == 0) | (x + bw == ww)) & (bw < 0.25 * ww))
