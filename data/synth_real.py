@@ -45,6 +45,7 @@ AIR_MAX = 0.35  # display value: air darker than this on average (brighter: the 
 AIR_MIN_SHARE = 0.03  # of the film: less border-connected dark than this is no air to speak of
 AIR_SMOOTH = 0.08  # of the long side: the air level is interpolated at this scale (burned-in gradients)
 AIR_SEED_K = 4.0  # air proper: within 4 spreads of the air peak
+HWHM_PER_SIGMA = 1.177  # a Gaussian peak's half width at half maximum, in standard deviations
 AIR_NOISE_K, AIR_MIN_STEP = 6.0, 0.03  # skin: this many air noise levels, and at least 0.03, above the air beside it
 NECK_JOINTS = ("shoulder", "elbow", "unknown")  # films of these may show the chest and neck
 AIR_ROUNDS = 2  # re-level the air from what the previous round found
@@ -127,11 +128,18 @@ def body_mask(small: np.ndarray) -> np.ndarray:
     if seed.mean() < AIR_MIN_SHARE or np.median(small[seed]) > AIR_MAX:  # no air to speak of (pelvis, chest)
         return _all_body(small)
     # The dark class can hold a thin limb too (an arm beside a white chest): air proper is the dark
-    # class's main peak and its spread, measured on the peak's dark side, which holds no tissue.
+    # class's main peak and its spread, measured on the peak's dark side, which holds no tissue. Darker
+    # air can lie there (thin strips beside a flat grey fill, knee pairs): it widens the 5th percentile,
+    # not the peak, so the peak's half width bounds the spread.
     vals = small[seed]
-    hist = np.bincount(np.round(vals * 255).astype(int), minlength=256)
-    mode = float(np.argmax(cv2.GaussianBlur(hist.astype(np.float32).reshape(1, -1), (0, 0), 2).ravel())) / 255
+    hist = cv2.GaussianBlur(np.bincount(np.round(vals * 255).astype(int), minlength=256).astype(np.float32).reshape(1, -1),
+                            (0, 0), 2).ravel()
+    peak = int(np.argmax(hist))
+    mode = peak / 255
     spread = max(mode - float(np.percentile(vals, 5)), 2 / 255) / 1.65
+    below_half = np.flatnonzero(hist[:peak] < hist[peak] / 2)
+    if len(below_half):
+        spread = min(spread, max((peak - below_half[-1]) / HWHM_PER_SIGMA, 2.0) / 255)
     seed &= small < mode + AIR_SEED_K * spread
     sigma = AIR_SMOOTH * max(small.shape)
     tissue_like = ~seed
