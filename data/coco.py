@@ -6,8 +6,9 @@
 
 Boxes come out as ``data.contract`` wants them: float32 ``[N, 4]`` xyxy in original-image pixels
 (COCO stores ``[x, y, w, h]``), labels int64 1..K in sorted category-id order. Images without
-annotations are kept: they are the negatives. Annotations with ``iscrowd=1`` are ignored (a crowd
-region is not one lesion to find); their ids still count for duplicate checks.
+annotations are kept: they are the negatives. Annotations with ``iscrowd=1`` are ignore regions
+(``CocoImage.ignore_boxes``): not a lesion to find, and no false positive where a detection falls in
+one. Training has no use for them (its losses know no ignore region); ``calcidet evaluate`` honours them.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class CocoImage:
     labels: np.ndarray
     annotation_ids: list[int]
     extra: dict[str, Any] = field(default_factory=dict)
+    # iscrowd=1 regions: float32 [M, 4] xyxy and their labels; scored as neither lesion nor background
+    ignore_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    ignore_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,12 +83,14 @@ class CocoIndex:
         return replace(self, images=[im for im in self.images if im.id in wanted])
 
     def to_coco_dict(self) -> dict[str, Any]:
-        """A valid COCO dict of exactly these images and their (non-crowd) annotations.
+        """A valid COCO dict of exactly these images and their annotations, ignore regions as ``iscrowd: 1``.
 
         Used as pycocotools ground truth for a split: ``coco = COCO(); coco.dataset = d;
         coco.createIndex()``. Boxes are written back as ``[x, y, w, h]`` (after clipping).
         """
         images, annotations = [], []
+        # ignore regions keep no id of their own: number them after every lesion's
+        next_id = 1 + max((i for im in self.images for i in im.annotation_ids), default=0)
         for im in self.images:
             record = {"id": im.id, "file_name": im.file_name, "width": im.width, "height": im.height}
             if im.patient_id is not None:
@@ -96,6 +102,12 @@ class CocoIndex:
                     "id": ann_id, "image_id": im.id, "category_id": self.label_to_category[label],
                     "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
                 })
+            for (x1, y1, x2, y2), label in zip(im.ignore_boxes.tolist(), im.ignore_labels.tolist(), strict=True):
+                annotations.append({
+                    "id": next_id, "image_id": im.id, "category_id": self.label_to_category[label],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 1,
+                })
+                next_id += 1
         return {"images": images, "annotations": annotations,
                 "categories": [dict(c) for c in self.categories]}
 
@@ -196,9 +208,13 @@ def _check_box(bbox: Any, width: int, height: int) -> tuple[list[float] | None, 
 def _load_annotations(
     data: dict, where: str, records: dict[int, dict[str, Any]], broken_images: set[int],
     category_to_label: dict[int, int], problems: list[str],
-) -> dict[int, list[tuple[int, list[float], int]]]:
-    """Valid non-crowd annotations as image id -> [(annotation id, xyxy box, label)]."""
+) -> tuple[dict[int, list[tuple[int, list[float], int]]], dict[int, list[tuple[int, list[float], int]]]]:
+    """Valid annotations as image id -> [(annotation id, xyxy box, label)]: lesions, then ignore regions.
+
+    An ignore region (``iscrowd: 1``) is checked like a lesion: a region outside its film is as wrong.
+    """
     found: dict[int, list[tuple[int, list[float], int]]] = defaultdict(list)
+    crowd: dict[int, list[tuple[int, list[float], int]]] = defaultdict(list)
     seen_ids: set[int] = set()
     for i, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict):
@@ -215,8 +231,6 @@ def _load_annotations(
             problems.append(f"{name}: duplicate annotation id")
         else:
             seen_ids.add(int(ann_id))
-        if ann.get("iscrowd", 0) == 1:
-            continue
         if rec is None and not (_is_integer(image_id) and int(image_id) in broken_images):
             problems.append(f"{name}: refers to an unknown image id {image_id!r}")
         if not _is_integer(cat_id) or int(cat_id) not in category_to_label:
@@ -228,8 +242,9 @@ def _load_annotations(
         if problem:
             problems.append(f"{name}: {problem}")
         elif ok:
-            found[int(image_id)].append((int(ann_id), box, category_to_label[int(cat_id)]))
-    return found
+            into = crowd if ann.get("iscrowd", 0) == 1 else found
+            into[int(image_id)].append((int(ann_id), box, category_to_label[int(cat_id)]))
+    return found, crowd
 
 
 def load_coco(json_path: str | Path, image_root: str | Path | None = None, *,
@@ -265,7 +280,7 @@ def load_coco(json_path: str | Path, image_root: str | Path | None = None, *,
     broken_images = {int(r["id"]) for r in data["images"] if isinstance(r, dict)
                      and _is_integer(r.get("id")) and int(r["id"]) not in records}
 
-    found = _load_annotations(data, where, records, broken_images, category_to_label, problems)
+    found, crowd = _load_annotations(data, where, records, broken_images, category_to_label, problems)
     if problems:
         raise CocoFormatError(json_path, problems)
 
@@ -282,6 +297,8 @@ def load_coco(json_path: str | Path, image_root: str | Path | None = None, *,
             labels=np.asarray([a[2] for a in anns], dtype=np.int64),
             annotation_ids=[a[0] for a in anns],
             extra={k: v for k, v in rec.items() if k not in _IMAGE_KEYS},
+            ignore_boxes=np.asarray([a[1] for a in crowd.get(image_id, [])], dtype=np.float32).reshape(-1, 4),
+            ignore_labels=np.asarray([a[2] for a in crowd.get(image_id, [])], dtype=np.int64),
         ))
     return CocoIndex(
         json_path=json_path, images=images, categories=categories,

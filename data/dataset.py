@@ -143,14 +143,20 @@ class RadiographDataset(Dataset):
         record = self.images[index]
         image = self._image(index)
         scale = image.shape[0] / record.height, image.shape[1] / record.width
-        boxes = record.boxes * np.array([scale[1], scale[0], scale[1], scale[0]], dtype=np.float32)
-        labels = record.labels
+        # Ignore regions ride through the transforms as label 0 (no class has it), then leave the target:
+        # validation scores by them, the losses never see them.
+        ignore = len(record.ignore_boxes)
+        boxes = np.concatenate([record.boxes, record.ignore_boxes]) * np.array(
+            [scale[1], scale[0], scale[1], scale[0]], dtype=np.float32)
+        labels = np.concatenate([record.labels, np.zeros(ignore, np.int64)])
         if self.transforms is not None:
             out = self.transforms(image=image, bboxes=boxes, labels=labels)
             image = out["image"]
             boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
             labels = np.asarray(out["labels"], dtype=np.int64)
-        target = make_target(boxes, labels, record.id)
+        target = make_target(boxes[labels > 0], labels[labels > 0], record.id)
+        if ignore:
+            target["ignore_boxes"] = torch.from_numpy(boxes[labels == 0].reshape(-1, 4))
         target["original_size"] = (record.height, record.width)
         return torch.from_numpy(np.ascontiguousarray(image)).float().div_(255.0)[None], target
 

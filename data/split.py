@@ -106,7 +106,7 @@ def split_by_patient(coco: Mapping[str, Any], fractions: Mapping[str, float],
     for image in coco["images"]:
         key_of_image[image["id"]] = patient_key(image)
         sizes[key_of_image[image["id"]]] += 1
-    # iscrowd regions are not lesions to find (data.coco ignores them), so they make no positive
+    # iscrowd regions are ignore regions, not lesions to find (data.coco), so they make no positive
     positive = {key_of_image[a["image_id"]] for a in coco["annotations"]
                 if a.get("iscrowd", 0) != 1 and a["image_id"] in key_of_image}
     split_of = assign_patients(dict(sizes), positive, fractions, seed)

@@ -161,7 +161,7 @@ def lesion_breakdown(results: list[ImageResult], fields: GroundTruthFields, name
             mine = np.asarray([v == value for v in values], dtype=bool)
             finds_mine = np.zeros(len(lesion), dtype=bool)
             finds_mine[lesion >= 0] = mine[lesion[lesion >= 0]]
-            # as _hits codes them: 1 hit, 0 false positive, -1 ignored (duplicate or another group's lesion)
+            # as _hits codes them: 1 hit, 0 false positive, -1 ignored (duplicate, ignore region, another group's lesion)
             kind = np.where(lesion == FALSE_POSITIVE, 0, np.where(finds_mine, 1, -1))
             hits.append((scores, kind.astype(np.int8), int(mine.sum())))
         curve = froc_from_hits(hits, FROC_RATES)
@@ -234,8 +234,12 @@ def per_class_metrics(results: list[ImageResult], class_names: list[str],
 def _only_label(result: ImageResult, label: int) -> ImageResult:
     gt = result.gt_labels if result.gt_labels is not None else np.ones(len(result.gt_boxes), np.int64)
     det = result.labels if result.labels is not None else np.ones(len(result.boxes), np.int64)
-    return replace(result, gt_boxes=result.gt_boxes[gt == label], gt_labels=gt[gt == label],
+    only = replace(result, gt_boxes=result.gt_boxes[gt == label], gt_labels=gt[gt == label],
                    boxes=result.boxes[det == label], scores=result.scores[det == label], labels=det[det == label])
+    if result.ignore_boxes is None:
+        return only
+    ign = result.ignore_labels if result.ignore_labels is not None else np.ones(len(result.ignore_boxes), np.int64)
+    return replace(only, ignore_boxes=result.ignore_boxes[ign == label], ignore_labels=ign[ign == label])
 
 
 def ground_truth_fields(coco: dict[str, Any], image_ids: list[int], annotation_ids: dict[int, list[int]],

@@ -8,6 +8,10 @@
   already-found lesion are neither hits nor false positives (the LUNA16 convention).
 - Image-level AUROC: an image's score is its highest detection score (0 without detections); it is
   positive when it holds at least one lesion.
+- Ignore regions (COCO ``iscrowd: 1``): a detection that finds no lesion and lies at least half
+  (``IGNORE_COVER``) inside an ignore region is neither a hit nor a false positive, and does not
+  count towards its image's score; the region itself is no lesion to find. pycocotools treats the
+  regions as its crowd annotations for AP.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from torchmetrics.functional.classification import binary_auroc
 from torchvision.ops import box_iou
 
 FROC_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+# Share of a detection's area inside an ignore region that makes it ignored. pycocotools matches
+# detections to crowd regions by this same intersection-over-detection-area, at its IoU threshold.
+IGNORE_COVER = 0.5
 
 
 @dataclass
@@ -39,6 +46,8 @@ class ImageResult:
     scores: np.ndarray  # float [D]
     gt_labels: np.ndarray | None = None  # int [G]; None = all 1
     labels: np.ndarray | None = None  # int [D]; None = all 1
+    ignore_boxes: np.ndarray | None = None  # float [I, 4], iscrowd regions; None = none
+    ignore_labels: np.ndarray | None = None  # int [I]; None = all 1
 
 
 @dataclass
@@ -55,7 +64,21 @@ class FrocCurve:
         return float(np.mean(list(self.at_rates.values()))) if self.at_rates else math.nan
 
 
-FALSE_POSITIVE, DUPLICATE = -1, -2  # ``match_lesions`` codes of detections that find no new lesion
+# ``match_lesions`` codes of detections that find no new lesion
+FALSE_POSITIVE, DUPLICATE, IGNORED = -1, -2, -3
+
+
+def in_ignore_region(result: ImageResult) -> np.ndarray:
+    """Per detection (in ``result``'s order): does ``IGNORE_COVER`` of its area lie in one ignore region?"""
+    inside = np.zeros(len(result.boxes), dtype=bool)
+    if result.ignore_boxes is None or not len(result.ignore_boxes) or not len(result.boxes):
+        return inside
+    det = np.asarray(result.boxes, np.float64)[:, None, :]
+    ign = np.asarray(result.ignore_boxes, np.float64)[None, :, :]
+    w = np.clip(np.minimum(det[..., 2], ign[..., 2]) - np.maximum(det[..., 0], ign[..., 0]), 0, None)
+    h = np.clip(np.minimum(det[..., 3], ign[..., 3]) - np.maximum(det[..., 1], ign[..., 1]), 0, None)
+    area = np.clip((det[..., 2] - det[..., 0]) * (det[..., 3] - det[..., 1]), 1e-9, None)
+    return (w * h / area >= IGNORE_COVER).any(axis=1)
 
 
 def match_lesions(result: ImageResult, hit_iou: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
@@ -67,10 +90,11 @@ def match_lesions(result: ImageResult, hit_iou: float = 0.3) -> tuple[np.ndarray
 
     Returns:
         (scores sorted high to low, per detection in that order the index into ``gt_boxes`` of the
-        lesion it finds, or ``FALSE_POSITIVE``, or ``DUPLICATE`` when it only overlaps found lesions).
+        lesion it finds, or ``FALSE_POSITIVE``, or ``DUPLICATE`` when it only overlaps found lesions,
+        or ``IGNORED`` when it finds no lesion and lies in an ignore region).
     """
     order = np.argsort(-result.scores, kind="stable")
-    lesion = np.full(len(order), FALSE_POSITIVE, dtype=np.int64)
+    lesion = np.where(in_ignore_region(result)[order], IGNORED, FALSE_POSITIVE).astype(np.int64)
     if len(result.gt_boxes) and len(order):
         iou = box_iou(torch.as_tensor(result.boxes[order], dtype=torch.float32),
                       torch.as_tensor(result.gt_boxes, dtype=torch.float32)).numpy()
@@ -78,7 +102,7 @@ def match_lesions(result: ImageResult, hit_iou: float = 0.3) -> tuple[np.ndarray
         for i, row in enumerate(iou):
             candidates = np.where(row >= hit_iou)[0]
             if len(candidates) == 0:
-                continue
+                continue  # a false positive, or ignored
             fresh = candidates[~found[candidates]]
             if len(fresh):  # the best-overlapping lesion not found yet
                 j = fresh[np.argmax(row[fresh])]
@@ -136,13 +160,24 @@ def threshold_at_fp_rate(curve: FrocCurve, rate: float) -> float:
     return thr if math.isfinite(thr) else 1.0
 
 
-def image_auroc(results: list[ImageResult]) -> float:
-    """AUROC of the highest detection score per image for 'has at least one lesion'."""
-    labels = torch.tensor([len(r.gt_boxes) > 0 for r in results], dtype=torch.long)
-    if labels.numel() == 0 or labels.min() == labels.max():
+def image_score(result: ImageResult, hit_iou: float = 0.3) -> float:
+    """An image's score: its highest detection that is not ignored, 0 without any."""
+    scores = result.scores
+    if result.ignore_boxes is not None and len(result.ignore_boxes):
+        scores, lesion = match_lesions(result, hit_iou)
+        scores = scores[lesion != IGNORED]
+    return float(scores.max()) if len(scores) else 0.0
+
+
+def _auroc(scores: list[float], labels: list[bool]) -> float:
+    if not labels or all(labels) or not any(labels):
         return math.nan  # undefined with one class only
-    scores = torch.tensor([float(r.scores.max()) if len(r.scores) else 0.0 for r in results])
-    return float(binary_auroc(scores, labels))
+    return float(binary_auroc(torch.tensor(scores), torch.tensor(labels, dtype=torch.long)))
+
+
+def image_auroc(results: list[ImageResult], hit_iou: float = 0.3) -> float:
+    """AUROC of each image's score (``image_score``) for 'has at least one lesion'."""
+    return _auroc([image_score(r, hit_iou) for r in results], [len(r.gt_boxes) > 0 for r in results])
 
 
 def coco_eval(results: list[ImageResult]) -> Any:
@@ -155,16 +190,18 @@ def coco_eval(results: list[ImageResult]) -> Any:
     for r in results:
         images.append({"id": int(r.image_id), "width": 1, "height": 1})
         gl = r.gt_labels if r.gt_labels is not None else np.ones(len(r.gt_boxes), dtype=int)
-        for box, label in zip(r.gt_boxes, gl):
+        ignore = r.ignore_boxes if r.ignore_boxes is not None else np.zeros((0, 4))
+        il = r.ignore_labels if r.ignore_labels is not None else np.ones(len(ignore), dtype=int)
+        for box, label, crowd in [*((b, c, 0) for b, c in zip(r.gt_boxes, gl)), *((b, c, 1) for b, c in zip(ignore, il))]:
             x1, y1, x2, y2 = map(float, box)
             anns.append({"id": len(anns) + 1, "image_id": int(r.image_id), "category_id": int(label),
-                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": crowd})
         dl = r.labels if r.labels is not None else np.ones(len(r.boxes), dtype=int)
         for box, score, label in zip(r.boxes, r.scores, dl):
             x1, y1, x2, y2 = map(float, box)
             dets.append({"image_id": int(r.image_id), "category_id": int(label),
                          "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
-    if not anns:
+    if not any(a["iscrowd"] == 0 for a in anns):
         return None
     cat_ids = sorted({a["category_id"] for a in anns} | {d["category_id"] for d in dets})
     gt = COCO()
@@ -198,7 +235,7 @@ def detection_metrics(results: list[ImageResult], hit_iou: float = 0.3) -> dict[
     for rate, sens in curve.at_rates.items():
         out[f"froc_sens@{rate:g}fp"] = sens
     out["froc_cpm"] = curve.cpm
-    out["auroc"] = image_auroc(results)
+    out["auroc"] = image_auroc(results, hit_iou)
     return out
 
 
@@ -272,6 +309,7 @@ def bootstrap_detection_metrics(results: list[ImageResult], hit_iou: float = 0.3
     up to the order of tied scores, at about a tenth of the cost.
     """
     hits = [(*_hits(r, hit_iou), len(r.gt_boxes)) for r in results]
+    film_scores = [image_score(r, hit_iou) for r in results]
     ev = coco_eval(results)
     resampled = _ResampledCOCOeval(ev, [int(r.image_id) for r in results]) if ev else None
     samples: dict[str, list[float]] = {}
@@ -290,7 +328,7 @@ def bootstrap_detection_metrics(results: list[ImageResult], hit_iou: float = 0.3
         for rate, sens in curve.at_rates.items():
             out[f"froc_sens@{rate:g}fp"] = sens
         out["froc_cpm"] = curve.cpm
-        out["auroc"] = image_auroc([results[j] for j in picks])
+        out["auroc"] = _auroc([film_scores[j] for j in picks], [hits[j][2] > 0 for j in picks])
         for key, value in out.items():
             samples.setdefault(key, []).append(value)
     return _percentile_intervals(samples, n, level)

@@ -211,6 +211,7 @@ class CalcinosisDetector(pl.LightningModule):
                 gt_boxes=tgt["boxes"].cpu().numpy(), gt_labels=tgt["labels"].cpu().numpy(),
                 boxes=det["boxes"].float().cpu().numpy(), scores=det["scores"].float().cpu().numpy(),
                 labels=det["labels"].cpu().numpy(),
+                ignore_boxes=tgt["ignore_boxes"].cpu().numpy() if "ignore_boxes" in tgt else None,
             ))
 
     def validation_step(self, batch: tuple[list[Tensor], list[dict]], batch_idx: int) -> None:

@@ -36,7 +36,7 @@ def valid_coco() -> dict:
             {"id": 1, "image_id": 7, "category_id": 9, "bbox": [10, 20, 30, 40], "area": 1200, "iscrowd": 0},
             {"id": 2, "image_id": 7, "category_id": 5, "bbox": [150.5, 60, 50, 40.5]},  # 0.5 px over: clipped
             {"id": 3, "image_id": 3, "category_id": 5, "bbox": [0, 0, 300, 150]},
-            {"id": 4, "image_id": 3, "category_id": 5, "bbox": [1, 1, 5, 5], "iscrowd": 1},  # ignored
+            {"id": 4, "image_id": 3, "category_id": 5, "bbox": [1, 1, 5, 5], "iscrowd": 1},  # ignore region
         ],
         "categories": [{"id": 9, "name": "tumoral"}, {"id": 5, "name": "calcinosis"}],
     }
@@ -61,6 +61,7 @@ def test_broken_file_names_every_problem_in_one_error(tmp_path: Path) -> None:
             {"id": 15, "image_id": 77, "category_id": 1, "bbox": [1, 1, 2, 2]},
             {"id": 16, "image_id": 1, "category_id": 1, "bbox": [1, 1, 2]},
             {"id": "x", "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2]},
+            {"id": 17, "image_id": 1, "category_id": 1, "bbox": [95, 70, 30, 30], "iscrowd": 1},
         ],
         "categories": [{"id": 1, "name": "calcinosis"}, {"id": 1, "name": "again"}],
     }
@@ -83,6 +84,7 @@ def test_broken_file_names_every_problem_in_one_error(tmp_path: Path) -> None:
         "annotation 15 (image 77): refers to an unknown image id 77",
         "annotation 16 (image 1 'a.png'): bbox [1, 1, 2] is not a list of 4 numbers",
         "annotation 'x' (image 1 'a.png'): id is not an integer",
+        "annotation 17 (image 1 'a.png'): box [95, 70, 30, 30] lies outside the 100x80 image",  # ignore regions too
     ]
     for fragment in expected:
         assert fragment in msg, f"{fragment!r} not reported in:\n{msg}"
@@ -123,7 +125,10 @@ def test_valid_file_loads_as_the_contract_says(tmp_path: Path) -> None:
     np.testing.assert_allclose(knee.boxes, [[10, 20, 40, 60], [150.5, 60, 200, 100]])  # xywh -> xyxy, clipped
     assert knee.boxes.dtype == np.float32 and knee.labels.dtype == np.int64
     assert knee.labels.tolist() == [2, 1] and knee.annotation_ids == [1, 2]
-    assert hip.patient_id == "42" and hip.annotation_ids == [3]  # the crowd annotation is ignored
+    assert hip.patient_id == "42" and hip.annotation_ids == [3]  # the crowd annotation is no lesion...
+    np.testing.assert_allclose(hip.ignore_boxes, [[1, 1, 6, 6]])  # ...but an ignore region, xyxy
+    assert hip.ignore_labels.tolist() == [1] and hip.ignore_boxes.dtype == np.float32
+    assert knee.ignore_boxes.shape == (0, 4) and normal.ignore_labels.shape == (0,)
     assert normal.boxes.shape == (0, 4) and normal.labels.shape == (0,) and normal.patient_id is None
     for im in index.images:
         check_target(make_target(im.boxes, im.labels, im.id), im.height, im.width)
@@ -148,6 +153,7 @@ def test_to_coco_dict_loads_in_pycocotools_and_round_trips(tmp_path: Path) -> No
     for a, b in zip(index.images, again.images, strict=True):
         np.testing.assert_allclose(a.boxes, b.boxes)
         assert a.labels.tolist() == b.labels.tolist() and a.patient_id == b.patient_id
+        np.testing.assert_allclose(a.ignore_boxes, b.ignore_boxes)  # written back as iscrowd: 1
     with pytest.raises(KeyError, match="123"):
         index.subset([123])
 
@@ -212,3 +218,25 @@ def test_concat_indexes_reads_several_files_as_one_set(tmp_path: Path) -> None:
     other = load_coco(write_coco(tmp_path / "c", data, files))
     with pytest.raises(ValueError, match="vascular"):
         concat_indexes([a, other])
+
+
+def test_ignore_regions_reach_validation_targets_but_not_the_lesions(tmp_path: Path) -> None:
+    import cv2
+
+    from calcidet.data.dataset import RadiographDataset
+    from calcidet.data.transforms import build_transforms
+
+    path = write_coco(tmp_path, valid_coco(), ["images/normal.png"])
+    for name, (w, h) in {"images/knee.png": (200, 100), "images/hip.png": (300, 150)}.items():
+        cv2.imwrite(str(tmp_path / name), np.full((h, w), 90, np.uint8))
+    cv2.imwrite(str(tmp_path / "images/normal.png"), np.full((64, 64), 90, np.uint8))
+    index = load_coco(path)
+    dataset = RadiographDataset(index.images, image_size=150, transforms=build_transforms("eval", 150),
+                                preload_threads=0)
+    _, hip = dataset[0]  # id 3: 300x150 shown at 150x75, one lesion and one ignore region
+    np.testing.assert_allclose(hip["boxes"].numpy(), [[0, 0, 150, 75]], atol=1e-4)
+    assert hip["labels"].tolist() == [1]  # the region is not a lesion to learn
+    np.testing.assert_allclose(hip["ignore_boxes"].numpy(), [[0.5, 0.5, 3, 3]], atol=1e-4)
+    check_target(hip, 75, 150)
+    _, knee = dataset[2]
+    assert "ignore_boxes" not in knee and knee["labels"].tolist() == [2, 1]

@@ -88,6 +88,30 @@ def test_evaluate_reports_perfect_detections_and_every_leftover(tmp_path, capsys
     _assert_png(out / "pr_curve.png")
 
 
+def test_evaluate_honours_ignore_regions(tmp_path, capsys) -> None:
+    # a.png: a lesion and an ignore region over a marker; b.png: no lesion, an ignore region only
+    gt = {"images": [{"id": 1, "file_name": "a.png", "width": 100, "height": 80},
+                     {"id": 2, "file_name": "b.png", "width": 100, "height": 80}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20]},
+                          {"id": 2, "image_id": 1, "category_id": 1, "bbox": [60, 40, 30, 30], "iscrowd": 1},
+                          {"id": 3, "image_id": 2, "category_id": 1, "bbox": [0, 0, 50, 50], "iscrowd": 1}],
+          "categories": [{"id": 1, "name": "calcinosis"}]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    rows = [["a.png", 10, 10, 30, 30, 0.6, "calcinosis"], ["a.png", 65, 45, 85, 65, 0.9, "calcinosis"],
+            ["b.png", 5, 5, 25, 25, 0.95, "calcinosis"], ["b.png", 70, 60, 80, 70, 0.1, "calcinosis"]]
+    _write_csv(tmp_path / "detections.csv", ["image", "x_min", "y_min", "x_max", "y_max", "confidence", "label"], rows)
+    _write_csv(tmp_path / "images.csv", ["image", "status"], [["a.png", "ok"], ["b.png", "ok"]])
+    assert evaluate_main(["--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "detections.csv"),
+                          "--out", str(tmp_path / "r"), "--bootstrap", "0"]) == 0
+    report = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert report["counts"]["lesions"] == 1 and report["counts"]["positive_images"] == 1
+    assert report["counts"]["ignore_regions"] == 2 and report["counts"]["ignored_detections"] == 2
+    m = report["metrics"]
+    assert m["froc_sens@0.125fp"] == pytest.approx(1.0) and m["auroc"] == pytest.approx(1.0)  # b.png scores 0.1
+    assert m["map_50"] == pytest.approx(1.0)
+    assert "2 ignore regions (iscrowd: 1): 2 detections in them" in capsys.readouterr().out
+
+
 def test_evaluate_refuses_unrelated_names(tmp_path, capsys) -> None:
     gt = {"images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 10}], "annotations": [],
           "categories": [{"id": 1, "name": "calcinosis"}]}

@@ -17,9 +17,10 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pytest
 
+from calcidet.model.metrics import ImageResult
 from calcidet.train.cli import main as calcidet_main
 from calcidet.train.detect_cmd import main as detect_main
-from calcidet.train.report_cmd import review_against_gt
+from calcidet.train.report_cmd import review_against_gt, review_image
 from tests.bad_inputs import encode, noise_image
 
 ODD_NAME = "a <b>&\"q' #1 %20?.png"  # HTML and URL specials: must be escaped, and its overlay still found
@@ -176,3 +177,14 @@ def test_report_with_ground_truth_shows_misses_and_false_positives(detect_run) -
 def test_report_refuses_a_folder_without_a_finished_run(tmp_path, capsys) -> None:
     assert calcidet_main(["report", str(tmp_path)]) == 2
     assert "not a complete calcidet detect output" in capsys.readouterr().err
+
+
+def test_a_box_in_an_ignore_region_is_not_shown_as_a_false_positive() -> None:
+    result = ImageResult(1, np.asarray([[10, 10, 30, 30]], np.float32),
+                         np.asarray([[10, 10, 30, 30], [60, 40, 80, 60], [0, 60, 10, 70]], np.float32),
+                         np.asarray([0.8, 0.9, 0.7], np.float32),
+                         ignore_boxes=np.asarray([[55, 35, 95, 75]], np.float32))
+    found, false_positives = review_image(result, threshold=0.5, hit_iou=0.3)
+    assert found == [True] and false_positives == [2]  # the box at 0.9 lies in the region
+    found, false_positives = review_image(result, threshold=0.85, hit_iou=0.3)
+    assert found == [False] and false_positives == []

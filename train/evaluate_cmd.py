@@ -5,7 +5,8 @@
 
 Metrics come from ``model.metrics`` (the code validation logs with): COCO AP and AP50 (pycocotools),
 lesion-level FROC at 1/8..8 false positives per image over all images (negatives included) and its
-CPM, image-level AUROC, each with a bootstrap 95% interval over images. Writes
+CPM, image-level AUROC, each with a bootstrap 95% interval over images. Ignore regions (COCO
+``iscrowd: 1``) are honoured: a detection in one is neither a hit nor a false positive. Writes
 ``report/metrics.json``, ``report/froc.png`` and ``report/pr_curve.png`` and prints a table.
 
 Breakdown (``model.breakdown``): ``--by joint view size attributes.pattern`` adds one table per
@@ -43,10 +44,12 @@ from calcidet.model.breakdown import (
     per_class_metrics,
 )
 from calcidet.model.metrics import (
+    IGNORED,
     ImageResult,
     bootstrap_detection_metrics,
     detection_metrics,
     froc_curve,
+    match_lesions,
     pr_curve,
 )
 from calcidet.train.detect_writer import DETECTION_COLUMNS
@@ -164,6 +167,7 @@ def build_results(index: CocoIndex, names: list[str], found: dict[str, list], to
             raise ValueError(f"labels {sorted(unknown)} are not GT classes {index.class_names}")
         results.append(ImageResult(
             image_id=im.id, gt_boxes=im.boxes, gt_labels=im.labels,
+            ignore_boxes=im.ignore_boxes, ignore_labels=im.ignore_labels,
             boxes=np.asarray([b for b, _, _ in rows], np.float32).reshape(-1, 4),
             scores=np.asarray([s for _, s, _ in rows], np.float32),
             labels=np.asarray([index.class_names.index(lab) + 1 for _, _, lab in rows], np.int64)))
@@ -240,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     metrics = detection_metrics(results, args.hit_iou)
+    ignore_regions = int(sum(len(r.ignore_boxes) for r in results if r.ignore_boxes is not None))
+    ignored = int(sum((match_lesions(r, args.hit_iou)[1] == IGNORED).sum() for r in results))
     curve = froc_curve(results, args.hit_iou)
     recall, precision = pr_curve(results)
     ci = bootstrap_detection_metrics(results, args.hit_iou, args.bootstrap, args.seed) if args.bootstrap > 0 else {}
@@ -254,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"{len(failed)} images failed in detect and are left out, e.g. {failed[:5]}")
     if not_run:
         notes.append(f"{len(not_run)} GT images were not in the detect run and are left out, e.g. {not_run[:5]}")
+    if ignore_regions:
+        notes.append(f"{ignore_regions} ignore regions (iscrowd: 1): {ignored} detections in them count "
+                     "neither as hits nor as false positives")
     if table is None:
         notes.append("no images.csv beside the CSV: GT images without rows are taken as having no detections")
 
@@ -267,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         "counts": {"gt_images": len(gt_names), "evaluated_images": len(results),
                    "positive_images": sum(len(r.gt_boxes) > 0 for r in results),
                    "lesions": curve.num_lesions, "detections": int(sum(len(r.scores) for r in results)),
+                   "ignore_regions": ignore_regions, "ignored_detections": ignored,
                    "failed_in_detect": len(failed), "not_in_detect_run": len(not_run),
                    "unmatched_predictions": len(unmatched)},
         "unmatched_predictions": unmatched, "failed_in_detect": failed, "not_in_detect_run": not_run,

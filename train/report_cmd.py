@@ -133,7 +133,8 @@ def review_image(result: ImageResult, threshold: float, hit_iou: float) -> tuple
         (found flag per GT lesion, indices into ``result.boxes`` of the false positives).
     """
     keep = np.flatnonzero(result.scores >= threshold)
-    kept = ImageResult(result.image_id, result.gt_boxes, result.boxes[keep], result.scores[keep])
+    kept = ImageResult(result.image_id, result.gt_boxes, result.boxes[keep], result.scores[keep],
+                       ignore_boxes=result.ignore_boxes)  # a box in an ignore region is no false positive
     _, lesion = match_lesions(kept, hit_iou)
     order = keep[np.argsort(-kept.scores, kind="stable")]  # match_lesions' order, as indices into result
     found = [bool(np.any(lesion == j)) for j in range(len(result.gt_boxes))]
