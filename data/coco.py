@@ -8,7 +8,7 @@ Boxes come out as ``data.contract`` wants them: float32 ``[N, 4]`` xyxy in origi
 (COCO stores ``[x, y, w, h]``), labels int64 1..K in sorted category-id order. Images without
 annotations are kept: they are the negatives. Annotations with ``iscrowd=1`` are ignore regions
 (``CocoImage.ignore_boxes``): not a lesion to find, and no false positive where a detection falls in
-one. Training has no use for them (its losses know no ignore region); ``calcidet evaluate`` honours them.
+one. ``calcidet evaluate``, validation and the FCOS losses (``model.ignore_regions``) honour them.
 """
 
 from __future__ import annotations

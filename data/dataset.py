@@ -143,8 +143,8 @@ class RadiographDataset(Dataset):
         record = self.images[index]
         image = self._image(index)
         scale = image.shape[0] / record.height, image.shape[1] / record.width
-        # Ignore regions ride through the transforms as label 0 (no class has it), then leave the target:
-        # validation scores by them, the losses never see them.
+        # Ignore regions ride through the transforms as label 0 (no class has it), then get their own key:
+        # validation scores by them and the FCOS loss leaves them out (model.ignore_regions).
         ignore = len(record.ignore_boxes)
         boxes = np.concatenate([record.boxes, record.ignore_boxes]) * np.array(
             [scale[1], scale[0], scale[1], scale[0]], dtype=np.float32)

@@ -38,7 +38,6 @@ from torchvision.models.detection import (
 )
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-from torchvision.models.detection.fcos import FCOSHead
 
 from calcidet.model.backbones import EfficientNetLiteFPN, TinyResNetFPN
 from calcidet.model.efficientnet_lite import (
@@ -47,6 +46,7 @@ from calcidet.model.efficientnet_lite import (
     lite_weights_path,
     load_lite_weights,
 )
+from calcidet.model.ignore_regions import IgnoreRegionFCOSHead, IgnoreRegionTransform
 from calcidet.model.weights import (
     WeightsUnavailableError,
     ensure_available,
@@ -74,8 +74,12 @@ def _light_fcos(backbone: nn.Module, num_classes: int, **kwargs: Any) -> FCOS:
     anchors = AnchorGenerator(sizes=((8,), (16,), (32,)), aspect_ratios=((1.0,),) * 3)
     # Two head convolutions instead of four: cheaper, and on EfficientNet-Lite0 four convolutions or a
     # 128-channel FPN were level on the held-out real films (README, Generalization).
-    head = FCOSHead(backbone.out_channels, num_anchors=1, num_classes=num_classes, num_convs=2)
-    return FCOS(backbone, num_classes=num_classes, anchor_generator=anchors, head=head, **kwargs)
+    # The ignore-region head and transform are torchvision's, plus COCO iscrowd regions left out of
+    # the classification loss (model.ignore_regions); without such regions they are torchvision's exactly.
+    head = IgnoreRegionFCOSHead(backbone.out_channels, num_anchors=1, num_classes=num_classes, num_convs=2)
+    model = FCOS(backbone, num_classes=num_classes, anchor_generator=anchors, head=head, **kwargs)
+    model.transform.__class__ = IgnoreRegionTransform  # a subclass with no state of its own: resizes the regions too
+    return model
 
 
 def _fcos_tiny(*, num_classes: int, **kwargs: Any) -> FCOS:

@@ -1,0 +1,44 @@
+"""Ignore regions in FCOS training: background inside them is left out of the classification loss."""
+
+from __future__ import annotations
+
+import torch
+
+from calcidet.model.builder import build_detector
+
+
+def _losses(model, image: torch.Tensor, target: dict) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return model([image], [dict(target)])
+
+
+def _empty(**extra: torch.Tensor) -> dict:
+    return {"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0, dtype=torch.int64), **extra}
+
+
+def test_a_film_that_is_all_ignore_region_teaches_no_background() -> None:
+    torch.manual_seed(0)
+    model = build_detector(arch="fcos_tiny", num_classes=2, min_size=128, max_size=128).train()
+    # 64 px film shown at 128 px: the region must be resized with it to cover every location
+    image = torch.rand(1, 64, 64)
+    plain = _losses(model, image, _empty())
+    ignored = _losses(model, image, _empty(ignore_boxes=torch.tensor([[0.0, 0.0, 64.0, 64.0]])))
+    assert float(plain["classification"]) > 0.0  # small: the prior-initialised head calls little lesion
+    assert float(ignored["classification"]) == 0.0
+    half = _losses(model, image, _empty(ignore_boxes=torch.tensor([[0.0, 0.0, 32.0, 64.0]])))
+    assert 0.0 < float(half["classification"]) < float(plain["classification"])
+
+
+def test_lesions_inside_an_ignore_region_still_train() -> None:
+    torch.manual_seed(0)
+    model = build_detector(arch="fcos_tiny", num_classes=2, min_size=128, max_size=128).train()
+    image = torch.rand(1, 128, 128)
+    lesion = {"boxes": torch.tensor([[40.0, 40.0, 80.0, 80.0]]), "labels": torch.tensor([1])}
+    plain = _losses(model, image, lesion)
+    covered = _losses(model, image, {**lesion, "ignore_boxes": torch.tensor([[0.0, 0.0, 128.0, 128.0]])})
+    # the lesion's own locations keep every loss; only the background's classification term goes
+    assert torch.allclose(plain["bbox_regression"], covered["bbox_regression"])
+    assert torch.allclose(plain["bbox_ctrness"], covered["bbox_ctrness"])
+    assert 0.0 < float(covered["classification"]) < float(plain["classification"])
+    covered["classification"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
