@@ -245,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
 
     metrics = detection_metrics(results, args.hit_iou)
     ignore_regions = int(sum(len(r.ignore_boxes) for r in results if r.ignore_boxes is not None))
-    ignored = int(sum((match_lesions(r, args.hit_iou)[1] == IGNORED).sum() for r in results))
+    # matching again only where there is something to count: most ground truth has no ignore region
+    ignored = int(sum((match_lesions(r, args.hit_iou)[1] == IGNORED).sum() for r in results
+                      if r.ignore_boxes is not None and len(r.ignore_boxes)))
     curve = froc_curve(results, args.hit_iou)
     recall, precision = pr_curve(results)
     ci = bootstrap_detection_metrics(results, args.hit_iou, args.bootstrap, args.seed) if args.bootstrap > 0 else {}
