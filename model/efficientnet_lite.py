@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torchvision.ops import FrozenBatchNorm2d
 
 from calcidet.model.weights import WeightsUnavailableError
 
@@ -44,21 +45,48 @@ class SameConv2d(nn.Conv2d):
     The weights were trained that way; torch's symmetric padding shifts stride-2 outputs by a pixel.
     """
 
-    def forward(self, x: Tensor) -> Tensor:
+    def same_pad(self, x: Tensor) -> Tensor:
         pads = []
         for size, k, s in zip(x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1]):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
-        return super().forward(F.pad(x, pads))
+        return F.pad(x, pads)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(self.same_pad(x))
+
+
+class ConvNorm(nn.Sequential):
+    """Convolution, BatchNorm and (optionally) ReLU6; a fixed BatchNorm is folded into the convolution.
+
+    A BatchNorm is fixed when frozen (``FrozenBatchNorm2d``, fine-tuning) or in eval mode (inference).
+    Why fold: a fixed BatchNorm is a per-channel scale and shift. Applied to the activations it costs
+    passes over them forward and backward, about half of a fine-tuning step on a 2-core CPU (batch 8 of
+    384 px crops). Applied to the convolution's small weight tensor instead, it gives the same outputs
+    and the same gradients. Modules and state-dict keys stay ``0`` (conv), ``1`` (norm), ``2`` (ReLU6).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        conv, norm = self[0], self[1]
+        fixed = isinstance(norm, FrozenBatchNorm2d) or (isinstance(norm, nn.BatchNorm2d) and not norm.training)
+        if not fixed:
+            return super().forward(x)
+        scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
+        weight = conv.weight * scale.reshape(-1, 1, 1, 1)
+        if isinstance(conv, SameConv2d):
+            x = conv.same_pad(x)
+        x = F.conv2d(x, weight, norm.bias - norm.running_mean * scale, conv.stride, conv.padding,
+                     conv.dilation, conv.groups)
+        return self[2](x) if len(self) > 2 else x
 
 
 def conv_bn(c_in: int, c_out: int, kernel: int, norm: NormLayer, stride: int = 1, groups: int = 1,
-            act: bool = True) -> nn.Sequential:
+            act: bool = True) -> ConvNorm:
     # Stride 1 with an odd kernel pads symmetrically in TensorFlow too: plain Conv2d, no F.pad copy.
     conv = (SameConv2d(c_in, c_out, kernel, stride=stride, groups=groups, bias=False) if stride > 1
             else nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, groups=groups, bias=False))
     layers = [conv, norm(c_out)]
-    return nn.Sequential(*layers, nn.ReLU6(inplace=True)) if act else nn.Sequential(*layers)
+    return ConvNorm(*layers, nn.ReLU6(inplace=True)) if act else ConvNorm(*layers)
 
 
 class MBConv(nn.Module):

@@ -20,6 +20,7 @@ from calcidet.model.builder import build_detector
 from calcidet.model.efficientnet_lite import (
     LITE0_MEAN,
     LITE0_STD,
+    ConvNorm,
     EfficientNetLite,
     lite_weights_path,
     load_lite_state_dict,
@@ -55,6 +56,29 @@ def test_cat_photograph_is_an_egyptian_cat(variant: int, size: int, tensors: int
     top5 = probs.topk(5).indices.tolist()
     assert top5[0] == EGYPTIAN_CAT and float(probs[EGYPTIAN_CAT]) > 0.6, (top5, float(probs.max()))  # 0.75-0.80
     assert set(top5[:3]) <= CATS
+
+
+@pytest.mark.parametrize("norm", ["frozen", "eval"])
+def test_fixed_batchnorm_folded_into_convolutions_changes_nothing(package_state, monkeypatch, norm: str) -> None:
+    """Folding a fixed BatchNorm into its convolution gives the unfolded outputs and gradients."""
+    net = EfficientNetLite(0, norm=FrozenBatchNorm2d if norm == "frozen" else torch.nn.BatchNorm2d)
+    load_lite_state_dict(net, package_state)
+    # float64: in float32 the two orders of rounding flip a few ReLU6 boundaries and so a few gradients
+    net.double().train(norm == "frozen")  # frozen: as in fine-tuning; eval: ordinary BatchNorm at inference
+    assert isinstance(net.stem, ConvNorm) and isinstance(net.blocks[5].project, ConvNorm)
+    x = torch.randn(2, 3, 67, 90, dtype=torch.float64, generator=torch.Generator().manual_seed(0))  # uneven "same" pads
+    params = [net.stem[0].weight, net.blocks[5].depthwise[0].weight, net.blocks[-1].project[0].weight]
+
+    def run() -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...]]:
+        features = net.features(x)
+        return features, torch.autograd.grad(sum(f.square().mean() for f in features), params)
+
+    folded, folded_grads = run()
+    monkeypatch.setattr(ConvNorm, "forward", torch.nn.Sequential.forward)  # conv, then BatchNorm, then ReLU6
+    plain, plain_grads = run()
+    for a, b in zip(folded + list(folded_grads), plain + list(plain_grads), strict=True):
+        assert a.shape == b.shape and not torch.equal(b, torch.zeros_like(b))
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9 * float(b.detach().abs().max()))
 
 
 def test_key_mapping_covers_every_tensor(package_state) -> None:
