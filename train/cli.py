@@ -33,6 +33,7 @@ from pytorch_lightning.utilities import rank_zero_warn  # noqa: E402
 
 from calcidet.data.datamodule import CalcinosisDataModule  # noqa: E402
 from calcidet.model.module import CalcinosisDetector  # noqa: E402
+from calcidet.train.allocator import keep_freed_memory  # noqa: E402
 from calcidet.train.callbacks import CheckpointOnSigterm, DataPosition, LastCheckpoint  # noqa: E402
 from calcidet.train.logs import setup_logging  # noqa: E402
 
@@ -134,6 +135,7 @@ def take_verbosity(argv: list[str]) -> tuple[int, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     verbosity, argv = take_verbosity(list(sys.argv[1:] if argv is None else argv))
     setup_logging(verbosity)
+    keep_freed_memory()  # CPU training and detection: reuse freed activations instead of faulting them in
     if argv and argv[0] in TOOLS:
         import importlib
 
