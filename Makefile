@@ -33,7 +33,12 @@ demo: $(STAMP)
 	@test -f $(DEMO_OUT)/real/train/annotations.json || $(SYNTH) --out $(DEMO_OUT)/real/train --n 1120 --seed 11 --backgrounds $(REAL_FILMS) --background-role train --preview $(DEMO_OUT)/real/train/preview.png
 	@test -f $(DEMO_OUT)/real/val/annotations.json || $(SYNTH) --out $(DEMO_OUT)/real/val --n 100 --seed 12 --backgrounds $(REAL_FILMS) --background-role val
 	rm -rf $(DEMO_OUT)/runs
-	$(BIN)/calcidet fit --config configs/demo.yaml
+	@# The config names demo_out/; the paths are given again so that DEMO_OUT=DIR keeps everything in DIR.
+	$(BIN)/calcidet fit --config configs/demo.yaml \
+	  --data.train_json '[$(DEMO_OUT)/synth/train/annotations.json, $(DEMO_OUT)/real/train/annotations.json]' \
+	  --data.val_json '[$(DEMO_OUT)/synth/val/annotations.json, $(DEMO_OUT)/real/val/annotations.json]' \
+	  --data.test_json $(DEMO_OUT)/synth/test/annotations.json --trainer.default_root_dir $(DEMO_OUT)/runs \
+	  --trainer.logger.init_args.save_dir $(DEMO_OUT)/runs --checkpoint.dirpath $(DEMO_OUT)/runs/checkpoints
 	@# One detect run serves review (overlays at the operating threshold) and evaluation (every box >= 0.05).
 	@# ONNX Runtime: the same boxes as the torch backend (parity-tested), about twice as fast on a CPU.
 	$(BIN)/calcidet detect $(DEMO_OUT)/synth/test/images --checkpoint $(DEMO_OUT)/runs/checkpoints/last.ckpt \
