@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-GLIBC = (getattr(os, "confstr", lambda _: "")("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
-THP_ALWAYS = "[always]" in (Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-                            if Path("/sys/kernel/mm/transparent_hugepage/enabled").exists() else "")
+from calcidet.train.allocator import glibc_version
+
+THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+THP_ALWAYS = THP.exists() and "[always]" in THP.read_text()
 
 # Three 113 MB activations per "step", as in an EfficientNet block at batch 8 of 384 px crops.
 STEPS = """
@@ -38,7 +39,7 @@ def _steps(mode: str, **env: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
+@pytest.mark.skipif(glibc_version() is None, reason="glibc's malloc only")
 def test_later_steps_reuse_memory_instead_of_faulting_it_in() -> None:
     kept = _steps("keep")
     assert kept["kept"] is True
