@@ -163,3 +163,24 @@ def test_crop_training_runs_the_network_at_the_crop_size(tiny_synth, fit_args, t
     assert cli.model.hparams.crop_size == 64
     ckpt = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")
     assert ckpt["calcidet"]["image_size"] == 128 and ckpt["hyper_parameters"]["crop_size"] == 64
+
+
+def test_gpu_lite0_config_trains_on_cpu(tiny_synth, tmp_path) -> None:
+    """configs/gpu_lite0.yaml as shipped, but on the CPU and shrunk: 256 px films as 128 px crops, 2 steps.
+
+    Its model (pretrained Lite0), precision (bf16-mixed: CPU autocast), crops, schedule and the one
+    validation at the last step are the config's own; the checkpoint must carry a threshold.
+    """
+    cli = cli_main([
+        "fit", "--config", str(REPO / "configs" / "gpu_lite0.yaml"),
+        "--data.train_json", str(tiny_synth["train"]), "--data.val_json", str(tiny_synth["val"]),
+        "--trainer.accelerator", "cpu", "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
+        "--data.image_size", "256", "--data.crop_size", "128", "--data.batch_size", "4", "--data.num_workers", "0",
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false",
+        "--trainer.enable_progress_bar", "false", "--checkpoint.dirpath", str(tmp_path / "ckpt"),
+    ])
+    assert cli.trainer.global_step == 2
+    assert cli.trainer.precision == "bf16-mixed"
+    ckpt = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    assert ckpt["hyper_parameters"]["arch"] == "fcos_efficientnet_lite0"
+    assert ckpt["calcidet"]["image_size"] == 256 and ckpt["calcidet"]["operating_threshold"] is not None
