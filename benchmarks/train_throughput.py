@@ -25,6 +25,7 @@ warnings.filterwarnings("ignore", message=".*self.log.*")
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from pytorch_lightning.utilities import move_data_to_device  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from calcidet.data.coco import load_coco  # noqa: E402
@@ -59,8 +60,7 @@ def model_images_per_s(module: CalcinosisDetector, batch: tuple, steps: int, dev
                        precision: str | None) -> float:
     module.to(device).train()
     opt = torch.optim.AdamW(module.model.parameters(), lr=1e-4)
-    images = [im.to(device) for im in batch[0]]
-    targets = [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in t.items()} for t in batch[1]]
+    images, targets = move_data_to_device(batch, device)  # every tensor in the nested lists and dicts
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
 
     def step() -> None:
@@ -114,8 +114,8 @@ def main() -> None:
             model_ips = model_images_per_s(module, batch, steps, device, precision)
             per_worker = loader_images_per_s(dataset, batch_size, 1, args.loader_batches)
             workers = data["num_workers"]
-            print(f"\n{name}: {model['arch']} at {size} px{f' as {crop} px crops' if crop else ''}, batch {batch_size}, "
-                  f"augment={data['augment']}, "
+            crops = f" as {crop} px crops" if crop else ""
+            print(f"\n{name}: {model['arch']} at {size} px{crops}, batch {batch_size}, augment={data['augment']}, "
                   f"precision={precision or '32'}")
             print(f"  model training      {model_ips:8.1f} images/s ({steps} steps)")
             print(f"  loader, 1 worker    {per_worker:8.1f} images/s")
