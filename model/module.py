@@ -22,6 +22,7 @@ from typing import Any, Literal, get_args
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
+from pytorch_lightning.callbacks import Timer
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -34,6 +35,9 @@ log = logging.getLogger("calcidet")
 # Choices as types: LightningCLI lists them in --help and rejects a typo when the config is parsed.
 Optimizer = Literal["adamw", "sgd"]
 Scheduler = Literal["cosine", "step", "constant"]
+
+# fit_schedule_to_max_time measures the pace over this many steps at a time, and re-plans as often.
+PACE_EVERY = 10
 
 
 class CalcinosisDetector(pl.LightningModule):
@@ -53,6 +57,10 @@ class CalcinosisDetector(pl.LightningModule):
             (warm-up, then multiply by ``step_gamma`` at each fraction of training in
             ``step_milestones``) or ``constant`` (warm-up only).
         warmup_steps: optimiser steps of linear warm-up from ``lr * 0.01``.
+        fit_schedule_to_max_time: when ``trainer.max_time`` will stop training before ``max_steps``
+            (a slower machine than the config was written for), shorten the schedule to the steps that
+            fit, measured as training goes, so that the run ends annealed rather than cut off at a high
+            learning rate. Leave off where ``max_time`` is a safety net before a requeue and resume.
         ema_decay: keep an exponential moving average of the weights (e.g. 0.999) and evaluate,
             predict and export with it; None turns it off.
         init_from: a calcidet checkpoint whose weights start this run (fine-tuning, e.g. synthetic
@@ -79,6 +87,7 @@ class CalcinosisDetector(pl.LightningModule):
         momentum: float = 0.9,
         scheduler: Scheduler = "cosine",
         warmup_steps: int = 100,
+        fit_schedule_to_max_time: bool = False,
         min_lr_ratio: float = 0.01,
         step_milestones: tuple[float, ...] = (0.7, 0.9),
         step_gamma: float = 0.1,
@@ -116,6 +125,9 @@ class CalcinosisDetector(pl.LightningModule):
             self.ema.requires_grad_(False)
         self.operating_threshold: float | None = None
         self._results: list[ImageResult] = []
+        # Optimiser steps the schedule spans: set in configure_optimizers, shortened by the time budget.
+        self.schedule_steps: int | None = None
+        self._budget_start: tuple[int, float] | None = None  # (step, seconds elapsed) the pace is measured from
 
     # --- weights -------------------------------------------------------------------------------
     def _load_init_weights(self, path: str) -> None:
@@ -201,6 +213,34 @@ class CalcinosisDetector(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
+        if self.hparams.fit_schedule_to_max_time:
+            self._fit_schedule_to_time()
+
+    def _fit_schedule_to_time(self) -> None:
+        """Every ``PACE_EVERY`` steps, fit the schedule to the steps that ``max_time`` leaves room for.
+
+        The pace is measured from the second step on (the first holds start-up: workers, caches) and
+        includes validations; the schedule never grows past the trainer's own step count.
+        """
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        if timer is None or timer.time_remaining() is None or self.schedule_steps is None:
+            return
+        step, elapsed = self.global_step, timer.time_elapsed()
+        if self._budget_start is None:  # the first steps include start-up (workers, caches): pace from here
+            self._budget_start = (step, elapsed)
+            return
+        start_step, start_elapsed = self._budget_start
+        if step - start_step < PACE_EVERY or (step - start_step) % PACE_EVERY:
+            return
+        seconds_per_step = (elapsed - start_elapsed) / (step - start_step)
+        fit = step + int(timer.time_remaining() / max(seconds_per_step, 1e-6))
+        planned = min(max(fit, step + 1), int(self.trainer.estimated_stepping_batches))
+        # Every rank must step the same schedule (DDP keeps the weights equal only under equal rates).
+        planned = int(self.trainer.strategy.broadcast(planned, src=0))
+        if planned < self.schedule_steps and self.schedule_steps == self.trainer.estimated_stepping_batches:
+            log.info("trainer.max_time leaves time for about %d of the %d optimiser steps (%.2f s each): the "
+                     "learning-rate schedule now ends there", planned, self.schedule_steps, seconds_per_step)
+        self.schedule_steps = planned
 
     # --- evaluation ----------------------------------------------------------------------------
     def _eval_step(self, batch: tuple[list[Tensor], list[dict]]) -> None:
@@ -276,15 +316,17 @@ class CalcinosisDetector(pl.LightningModule):
             opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=True)
         else:  # "adamw" (__init__ checked the choice)
             opt = torch.optim.AdamW(groups, lr=hp.lr)
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=self._lr_factor(total))
+        if self.schedule_steps is None:  # a resumed run keeps the length its checkpoint planned
+            self.schedule_steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=self._lr_factor())
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    def _lr_factor(self, total: int):
+    def _lr_factor(self):
         hp = self.hparams
-        warmup = min(hp.warmup_steps, total // 2)
 
         def factor(step: int) -> float:
+            total = self.schedule_steps or 1  # read at every step: the time budget may shorten it
+            warmup = min(hp.warmup_steps, total // 2)
             if step < warmup:
                 return 0.01 + 0.99 * step / warmup
             if hp.scheduler == "cosine":
@@ -303,6 +345,7 @@ class CalcinosisDetector(pl.LightningModule):
             "class_names": self.class_names,
             "image_size": self.hparams.image_size,
             "arch": self.hparams.arch,
+            "schedule_steps": self.schedule_steps,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -312,3 +355,5 @@ class CalcinosisDetector(pl.LightningModule):
             raise ValueError(f"the checkpoint detects {list(stored)}, but this run's data has categories "
                              f"{self.class_names}: use files with the checkpoint's categories")
         self.operating_threshold = meta.get("operating_threshold")
+        if self.hparams.fit_schedule_to_max_time:  # otherwise the config's length, which a resume may extend
+            self.schedule_steps = meta.get("schedule_steps")

@@ -184,3 +184,28 @@ def test_gpu_lite0_config_trains_on_cpu(tiny_synth, tmp_path) -> None:
     ckpt = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")
     assert ckpt["hyper_parameters"]["arch"] == "fcos_efficientnet_lite0"
     assert ckpt["calcidet"]["image_size"] == 256 and ckpt["calcidet"]["operating_threshold"] is not None
+
+
+@pytest.mark.parametrize("fit_to_time", [True, False], ids=["fitted", "cut_off"])
+def test_schedule_fitted_to_max_time_ends_annealed(tiny_synth, fit_args, tmp_path, fit_to_time: bool) -> None:
+    """An 8-second budget for a 100,000-step cosine: fitted, the run ends at the schedule's low end.
+
+    The other case is the contrast that makes the test mean something: left alone, ``max_time`` cuts
+    the same schedule off near its start, at almost the full learning rate.
+    """
+    cli = cli_main(["fit", *fit_args(
+        {"train": tiny_synth["train"]}, tmp_path, "--trainer.max_steps", "100000", "--trainer.max_epochs", "-1",
+        "--trainer.max_time", "00:00:00:08", "--trainer.limit_val_batches", "0", "--model.warmup_steps", "5",
+        "--model.fit_schedule_to_max_time", str(fit_to_time).lower(), "--checkpoint.save_top_k", "0",
+        "--data.augment", "none", "--model.arch", "fcos_tiny", "--model.weights_backbone", "null",
+        "--data.crop_size", "64")])  # one batch shape: a steady pace from the first steps
+    steps, lr = cli.trainer.global_step, cli.trainer.optimizers[0].param_groups[0]["lr"]
+    assert steps > 25, f"only {steps} steps in 8 s: too few to measure the pace"
+    if fit_to_time:
+        assert cli.model.schedule_steps < 1000  # planned from the measured pace, not the configured 100,000
+        assert lr < 0.2 * cli.model.hparams.lr, (steps, cli.model.schedule_steps, lr)
+        saved = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")["calcidet"]["schedule_steps"]
+        assert saved == cli.model.schedule_steps  # a resumed run continues the same plan
+    else:
+        assert cli.model.schedule_steps == 100000
+        assert lr > 0.9 * cli.model.hparams.lr
