@@ -194,7 +194,7 @@ def test_schedule_fitted_to_max_time_ends_annealed(tiny_synth, fit_args, tmp_pat
     the same schedule off near its start, at almost the full learning rate.
     """
     cli = cli_main(["fit", *fit_args(
-        {"train": tiny_synth["train"]}, tmp_path, "--trainer.max_steps", "100000", "--trainer.max_epochs", "-1",
+        {"train": tiny_synth["train"], "val": tiny_synth["val"]}, tmp_path, "--trainer.max_steps", "100000", "--trainer.max_epochs", "-1",
         "--trainer.max_time", "00:00:00:08", "--trainer.limit_val_batches", "0", "--model.warmup_steps", "5",
         "--model.fit_schedule_to_max_time", str(fit_to_time).lower(), "--checkpoint.save_top_k", "0",
         "--data.augment", "none", "--model.arch", "fcos_tiny", "--model.weights_backbone", "null",
