@@ -234,10 +234,11 @@ class CalcinosisDetector(pl.LightningModule):
             return
         seconds_per_step = (elapsed - start_elapsed) / (step - start_step)
         fit = step + int(timer.time_remaining() / max(seconds_per_step, 1e-6))
-        planned = min(max(fit, step + 1), int(self.trainer.estimated_stepping_batches))
+        configured = int(self.trainer.estimated_stepping_batches)
+        planned = min(max(fit, step + 1), configured)
         # Every rank must step the same schedule (DDP keeps the weights equal only under equal rates).
         planned = int(self.trainer.strategy.broadcast(planned, src=0))
-        if planned < self.schedule_steps and self.schedule_steps == self.trainer.estimated_stepping_batches:
+        if planned < self.schedule_steps == configured:  # the first shortening: say so once
             log.info("trainer.max_time leaves time for about %d of the %d optimiser steps (%.2f s each): the "
                      "learning-rate schedule now ends there", planned, self.schedule_steps, seconds_per_step)
         self.schedule_steps = planned
