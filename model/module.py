@@ -223,7 +223,8 @@ class CalcinosisDetector(pl.LightningModule):
         includes validations; the schedule never grows past the trainer's own step count.
         """
         timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
-        if timer is None or timer.time_remaining() is None or self.schedule_steps is None:
+        remaining = None if timer is None else timer.time_remaining()
+        if remaining is None or self.schedule_steps is None:
             return
         step, elapsed = self.global_step, timer.time_elapsed()
         if self._budget_start is None:  # the first steps include start-up (workers, caches): pace from here
@@ -233,8 +234,8 @@ class CalcinosisDetector(pl.LightningModule):
         if step - start_step < PACE_EVERY or (step - start_step) % PACE_EVERY:
             return
         seconds_per_step = (elapsed - start_elapsed) / (step - start_step)
-        fit = step + int(timer.time_remaining() / max(seconds_per_step, 1e-6))
-        configured = int(self.trainer.estimated_stepping_batches)
+        fit = step + int(remaining / max(seconds_per_step, 1e-6))
+        configured = self._configured_steps()
         planned = min(max(fit, step + 1), configured)
         # Every rank must step the same schedule (DDP keeps the weights equal only under equal rates).
         planned = int(self.trainer.strategy.broadcast(planned, src=0))
@@ -318,9 +319,13 @@ class CalcinosisDetector(pl.LightningModule):
         else:  # "adamw" (__init__ checked the choice)
             opt = torch.optim.AdamW(groups, lr=hp.lr)
         if self.schedule_steps is None:  # a resumed run keeps the length its checkpoint planned
-            self.schedule_steps = max(int(self.trainer.estimated_stepping_batches), 1)
+            self.schedule_steps = self._configured_steps()
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=self._lr_factor())
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _configured_steps(self) -> int:
+        """The optimiser steps the trainer is set to run (``max_steps``, or what the epochs hold)."""
+        return max(int(self.trainer.estimated_stepping_batches), 1)
 
     def _lr_factor(self):
         hp = self.hparams
