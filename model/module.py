@@ -53,6 +53,10 @@ class CalcinosisDetector(pl.LightningModule):
             (``data.crop_size``; None: whole films). Training steps then run the network at that size.
         optimizer: ``adamw`` or ``sgd``.
         lr, weight_decay, momentum: optimiser settings (momentum for SGD only).
+        head_lr_scale: learning rate of the layers outside the backbone's feature extractor
+            (``backbone.body``: the FPN and the detection head, which start from random) as a multiple of
+            ``lr``. With a pretrained body a short run can let the new layers learn faster than the
+            features they read; 1.0 trains everything at ``lr``.
         scheduler: ``cosine`` (linear warm-up, then cosine decay to ``lr * min_lr_ratio``), ``step``
             (warm-up, then multiply by ``step_gamma`` at each fraction of training in
             ``step_milestones``) or ``constant`` (warm-up only).
@@ -83,6 +87,7 @@ class CalcinosisDetector(pl.LightningModule):
         crop_size: int | None = None,
         optimizer: Optimizer = "adamw",
         lr: float = 1e-3,
+        head_lr_scale: float = 1.0,
         weight_decay: float = 1e-4,
         momentum: float = 0.9,
         scheduler: Scheduler = "cosine",
@@ -103,6 +108,8 @@ class CalcinosisDetector(pl.LightningModule):
         for name, value, choices in (("optimizer", optimizer, Optimizer), ("scheduler", scheduler, Scheduler)):
             if value not in get_args(choices):
                 raise ValueError(f"{name} must be one of {', '.join(get_args(choices))}, not {value!r}")
+        if not head_lr_scale > 0:
+            raise ValueError(f"head_lr_scale must be > 0, not {head_lr_scale}")
         self.save_hyperparameters()
         self.class_names = list(class_names or ["calcinosis"])
         self.model = build_detector(
@@ -309,11 +316,21 @@ class CalcinosisDetector(pl.LightningModule):
     # --- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        decay, no_decay = [], []
+        # (decay?, new layer?) -> parameters. Norms and biases are not weight-decayed; the layers
+        # outside the feature extractor get their own rate only when it differs (old checkpoints
+        # resume with the two groups they were saved with).
+        split = hp.head_lr_scale != 1.0
+        buckets: dict[tuple[bool, bool], list[Tensor]] = {}
         for name, p in self.model.named_parameters():
-            if p.requires_grad:  # norms and biases are not weight-decayed
-                (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            if p.requires_grad:
+                decays = not (p.ndim <= 1 or name.endswith(".bias"))
+                new_layer = split and not name.startswith("net.backbone.body.")
+                buckets.setdefault((decays, new_layer), []).append(p)
+        groups = [
+            {"params": params, "weight_decay": hp.weight_decay if decays else 0.0,
+             "lr": hp.lr * (hp.head_lr_scale if new_layer else 1.0)}
+            for (decays, new_layer), params in sorted(buckets.items(), key=lambda kv: (not kv[0][0], kv[0][1]))
+        ]
         if hp.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=True)
         else:  # "adamw" (__init__ checked the choice)
