@@ -10,7 +10,9 @@ synth`` and ``benchmarks/real_film_testset.py`` write). For each set this runs `
 as ``--detections NAME=DIR``, then ``calcidet evaluate`` broken down by lesion size, and prints
 one row: AP50, CPM, image AUROC, and lesion sensitivity at 1 false positive per image overall, per
 size bucket (small < 8 % of the film's short side) and per visibility bucket of masses inserted into
-real films (``data.synth_insert.VISIBILITY_BUCKETS``: faint = lost in the bone's structure). Sets
+real films (``data.synth_insert.VISIBILITY_BUCKETS``: faint = lost in the bone's structure), and the
+share of the inserted look-alikes (markers included) that a false positive lies on at 1 false
+positive per image (``model.lookalikes``; ``report/metrics.json`` has it per kind). Sets
 whose folder is missing are skipped with a note (the real-film set needs ``../shared``). The reports
 stay under ``--out/NAME/``.
 """
@@ -30,7 +32,7 @@ from calcidet.train.evaluate_cmd import main as evaluate_main  # noqa: E402
 
 DEFAULT_SETS = ("synthetic=demo_out/synth/test", "real=runs/real_film_testset")
 COLUMNS = ("set", "images", "lesions", "AP50", "CPM", "AUROC", "sens@1FP", "small", "medium", "large",
-           "faint", "subtle", "clear", "detect s")
+           "faint", "subtle", "clear", "look-alikes", "detect s")
 
 
 def _reused(det: Path, checkpoint: str) -> float:
@@ -74,6 +76,9 @@ def _score(name: str, folder: Path, checkpoint: str, out: Path, score_floor: flo
     groups = full["breakdown"].get("attributes.visibility", {})  # absent on sets made before conspicuity
     for bucket in ("faint", "subtle", "clear"):
         row[bucket] = groups.get(bucket, {}).get("froc_sens@1fp")
+    if "lookalikes" in full:
+        recorded = sum(full["lookalikes"]["recorded"].values())
+        row["look-alikes"] = sum(full["lookalikes"]["flagged"]["1fp"].values()) / recorded
     return row
 
 

@@ -16,6 +16,10 @@ derived ``size``/``category``) get FROC sensitivities, false positives counted o
 Default: ``size`` and every image field with 2..20 values; ``--by`` alone: none. With more than one
 class, each class is also scored alone (``per_class`` in metrics.json).
 
+Look-alikes (``model.lookalikes``): where the ground truth records the look-alikes ``calcidet synth``
+inserts (``images[].distractors``), how many of each kind a false positive lies on, and what the false
+positives lie on, at detect's operating threshold and at 1 false positive per image.
+
 Image names: the CSV's ``image`` (relative to detect's input folder) is matched to the COCO
 ``file_name`` (relative to the JSON's folder) exactly, or else after dropping the leading folders that
 all names on one side share (detect run on ``test/images`` against ``file_name`` ``images/x.png``),
@@ -43,6 +47,7 @@ from calcidet.model.breakdown import (
     ground_truth_fields,
     per_class_metrics,
 )
+from calcidet.model.lookalikes import lookalike_report, recorded_lookalikes
 from calcidet.model.metrics import (
     IGNORED,
     ImageResult,
@@ -51,6 +56,7 @@ from calcidet.model.metrics import (
     froc_curve,
     match_lesions,
     pr_curve,
+    threshold_at_fp_rate,
 )
 from calcidet.train.detect_writer import DETECTION_COLUMNS
 from calcidet.train.report_plots import plot_froc, plot_pr
@@ -200,6 +206,24 @@ def _print_groups(title: str, groups: dict[str, dict[str, float]], level: str) -
         print(f"{value:<{width}}" + "".join(cells))
 
 
+_THRESHOLD_NAMES = {"operating": "operating", "1fp": "1 FP/image"}
+
+
+def _print_lookalikes(report: dict[str, Any]) -> None:
+    names = list(report["thresholds"])
+    heads = [f"flagged >= {report['thresholds'][n]:.3f} ({_THRESHOLD_NAMES[n]})" for n in names]
+    width = max(len("look-alikes [recorded]"), *map(len, report["recorded"])) + 2
+    print(f"\n{'look-alikes [recorded]':<{width}}{'recorded':>10}" + "".join(f"{h:>32}" for h in heads))
+    for kind, n in report["recorded"].items():
+        cells = (f"{report['flagged'][name][kind]} ({report['flagged'][name][kind] / n:.0%})" for name in names)
+        print(f"{kind:<{width}}{n:>10}" + "".join(f"{c:>32}" for c in cells))
+    for name in names:
+        on = report["false_positives_on"][name]
+        print(f"false positives >= {report['thresholds'][name]:.3f} ({_THRESHOLD_NAMES[name]}): {sum(on.values())}, "
+              "on " + (", ".join(f"{kind} {n}" for kind, n in on.items()) or "-")
+              + " (none: on no recorded look-alike)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``calcidet evaluate``; returns the exit status (0 ok, 2 unusable inputs)."""
     args = parse_args(argv)
@@ -234,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"calcidet evaluate: {exc}", file=sys.stderr)
         return 2
     # load_coco keeps no annotation attributes, so the breakdown reads the (now validated) records
-    fields = ground_truth_fields(json.loads(Path(args.gt).read_text(encoding="utf-8")), [r.image_id for r in results],
+    raw_gt = json.loads(Path(args.gt).read_text(encoding="utf-8"))
+    fields = ground_truth_fields(raw_gt, [r.image_id for r in results],
                                  {im.id: im.annotation_ids for im in index.images}, index.class_names)
     by = default_fields(fields) if args.by is None else list(dict.fromkeys(args.by))
     unknown = [name for name in by if field_level(fields, name) is None]
@@ -289,6 +314,12 @@ def main(argv: list[str] | None = None) -> int:
         "breakdown": breakdown(results, fields, by, args.hit_iou),
         "breakdown_level": {name: field_level(fields, name) for name in by},
     }
+    lookalikes = recorded_lookalikes(raw_gt)
+    if any(r.image_id in lookalikes for r in results):
+        at = {"1fp": threshold_at_fp_rate(curve, 1.0)}
+        if run.get("threshold") is not None:
+            at = {"operating": float(run["threshold"]), **at}
+        report["lookalikes"] = lookalike_report(results, lookalikes, at, args.hit_iou)
     if len(index.class_names) > 1:
         report["per_class"] = per_class_metrics(results, index.class_names, args.hit_iou)
     (out / "metrics.json").write_text(json.dumps(_clean(report), indent=2))
@@ -301,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         _print_groups(f"by {name} [{level}s]", groups, level)
     if "per_class" in report:
         _print_groups("per class", report["per_class"], "class")
+    if "lookalikes" in report:
+        _print_lookalikes(report["lookalikes"])
     for note in notes:
         print(f"note: {note}")
     print(f"report: {out / 'metrics.json'}, {out / 'froc.png'}, {out / 'pr_curve.png'}")
