@@ -54,6 +54,19 @@ def _cover_of_smaller(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return w * h / np.clip(np.minimum(area_a, area_b), 1e-9, None)
 
 
+def lies_on(boxes: np.ndarray, items: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """For each xyxy box, the index into ``items`` of the look-alike it lies on, or -1 for none.
+
+    A box lies on the look-alike it covers most (``_cover_of_smaller``) if that cover reaches ``ON_COVER``.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if not items or not len(boxes):
+        return np.full(len(boxes), -1)
+    cover = _cover_of_smaller(boxes, np.stack([box for _, box in items]))
+    best = cover.argmax(axis=1)
+    return np.where(cover[np.arange(len(best)), best] >= ON_COVER, best, -1)
+
+
 def lookalike_report(results: list[ImageResult], lookalikes: dict[int, list[tuple[str, np.ndarray]]],
                      thresholds: dict[str, float], hit_iou: float = 0.3) -> dict[str, Any]:
     """Look-alikes flagged and false positives by what they lie on, at each named score threshold.
@@ -78,14 +91,9 @@ def lookalike_report(results: list[ImageResult], lookalikes: dict[int, list[tupl
         order = np.argsort(-r.scores, kind="stable")  # match_lesions' order
         fp = lesion == FALSE_POSITIVE
         fp_boxes, fp_scores = np.asarray(r.boxes)[order][fp].reshape(-1, 4), scores[fp]
-        if items and len(fp_boxes):
-            cover = _cover_of_smaller(fp_boxes, np.stack([box for _, box in items]))
-            best = cover.argmax(axis=1)
-            lies_on = np.where(cover[np.arange(len(best)), best] >= ON_COVER, best, -1)
-        else:
-            lies_on = np.full(len(fp_boxes), -1)
+        on_item = lies_on(fp_boxes, items)
         for name, threshold in thresholds.items():
-            counted = lies_on[fp_scores >= threshold]
+            counted = on_item[fp_scores >= threshold]
             on[name].update(items[i][0] if i >= 0 else NONE for i in counted)
             flagged[name].update(items[i][0] for i in set(counted.tolist()) - {-1})
     kinds = [kind for kind, _ in recorded.most_common()]

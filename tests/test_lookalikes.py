@@ -10,7 +10,9 @@ import pytest
 
 from calcidet.model.lookalikes import NONE, lookalike_report, recorded_lookalikes
 from calcidet.model.metrics import ImageResult
+from calcidet.train.cli import main as calcidet_main
 from calcidet.train.evaluate_cmd import main as evaluate_main
+from calcidet.train.report_cmd import review_against_gt
 
 # a.png: a lesion, a tendinitis speck and a marker; b.png: no lesion, an osteophyte and an ignore region;
 # c.png: nothing recorded. Boxes in COCO xywh.
@@ -108,3 +110,28 @@ def test_evaluate_leaves_lookalikes_out_when_none_are_recorded(tmp_path) -> None
     assert evaluate_main(["--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "detections.csv"),
                           "--out", str(tmp_path / "r"), "--bootstrap", "0"]) == 0
     assert "lookalikes" not in json.loads((tmp_path / "r" / "metrics.json").read_text())
+
+
+def test_report_names_the_lookalike_each_false_positive_lies_on(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (tmp_path / "gt.json").write_text(json.dumps(GT))
+    (run / "run.json").write_text(json.dumps({"threshold": 0.25, "score_floor": 0.05}))
+    with open(run / "images.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["image", "status", "width", "height"],
+                                 *([im["file_name"], "ok", 400, 400] for im in GT["images"])])
+    with open(run / "detections.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "x_min", "y_min", "x_max", "y_max", "confidence", "label",
+                         "width_mm", "height_mm", "above_threshold"])
+        writer.writerows([name, *box, s, "calcinosis", "", "", str(s >= 0.25).lower()] for name, box, s in DETECTIONS)
+    summary = review_against_gt(str(tmp_path / "gt.json"), run, 0.25, 0.3)
+    on = {(r.film, round(s, 3)): kind for r in summary.reviews for _, s, kind in r.false_positives}
+    # the box at 0.2 is under the threshold: no false positive here
+    assert on == {("a.png", 0.8): "tendinitis", ("a.png", 0.6): None, ("a.png", 0.5): "marker",
+                  ("b.png", 0.3): "osteophyte", ("c.png", 0.4): None}
+    assert summary.lookalikes["flagged"]["operating"] == {"tendinitis": 1, "marker": 1, "osteophyte": 1}
+    assert calcidet_main(["report", str(run), "--gt", str(tmp_path / "gt.json")]) == 0
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert 'id="lookalikes"' in page and "0.80 at x 95, y 95: 20 x 20 px, on tendinitis" in page
+    assert "The 5 false positives lie on: none 2, tendinitis 1, marker 1, osteophyte 1" in page

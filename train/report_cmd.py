@@ -9,7 +9,9 @@ table of every image, and filters (a confidence slider, films with a finding onl
 failed files). With ``--gt``, detections at the run's operating threshold are matched to the lesions
 by the FROC rule (``model.metrics.match_lesions``, IoU >= ``--hit-iou``): misses and false positives
 are shown side by side, with the FROC and precision-recall plots over every box detect kept
-(``train.report_plots``, embedded). Image names are matched to the GT as ``calcidet evaluate`` does.
+(``train.report_plots``, embedded). Where the GT records the look-alikes ``calcidet synth`` inserted
+(``images[].distractors``), each false positive names the one it lies on and a table counts the
+look-alikes flagged at the threshold (``model.lookalikes``, as ``calcidet evaluate`` counts them). Image names are matched to the GT as ``calcidet evaluate`` does.
 Exit status: 0 written, 2 the run folder or the GT cannot be used.
 """
 
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from calcidet.data.coco import CocoFormatError, load_coco
+from calcidet.model.lookalikes import lies_on, lookalike_report, recorded_lookalikes
 from calcidet.model.metrics import (
     FALSE_POSITIVE,
     ImageResult,
@@ -75,12 +78,13 @@ class Film:
 
 @dataclass
 class Review:
-    """One GT image at the operating threshold: its lesions (box, found?) and the false positives."""
+    """One GT image at the operating threshold: its lesions (box, found?) and the false positives
+    (box, score, the kind of recorded look-alike it lies on or None)."""
 
     film: str  # name in the run
     size: tuple[int, int]  # (width, height) from the GT
     lesions: list[tuple[list[float], bool]]
-    false_positives: list[tuple[list[float], float]]
+    false_positives: list[tuple[list[float], float, str | None]]
 
 
 @dataclass
@@ -91,6 +95,7 @@ class GroundTruthSummary:
     metrics: dict[str, float]
     plots: dict[str, str]  # title -> PNG as a data: URI
     notes: list[str]
+    lookalikes: dict | None = None  # model.lookalikes.lookalike_report at the threshold, where the GT records them
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -162,13 +167,18 @@ def review_against_gt(gt: str, run_dir: Path, threshold: float, hit_iou: float) 
     results = build_results(index, sorted(to_gt.values()), found, to_gt)
     by_id = {im.id: im for im in index.images}
     to_run = {g: p for p, g in to_gt.items()}
+    lookalikes = recorded_lookalikes(json.loads(Path(gt).read_text(encoding="utf-8")))
     reviews = []
     for r in results:
         hits, fps = review_image(r, threshold, hit_iou)
         im = by_id[r.image_id]
+        items = lookalikes.get(r.image_id, [])
+        on = [items[k][0] if k >= 0 else None for k in lies_on(r.boxes[fps], items)]
         reviews.append(Review(to_run[im.file_name], (im.width, im.height),
                               [(b.tolist(), h) for b, h in zip(r.gt_boxes, hits)],
-                              [(r.boxes[i].tolist(), float(r.scores[i])) for i in fps]))
+                              [(r.boxes[i].tolist(), float(r.scores[i]), kind) for i, kind in zip(fps, on)]))
+    recorded = any(r.image_id in lookalikes for r in results)
+    flagged = lookalike_report(results, lookalikes, {"operating": threshold}, hit_iou) if recorded else None
     metrics = detection_metrics(results, hit_iou)
     curve = froc_curve(results, hit_iou)
     recall, precision = pr_curve(results)
@@ -179,7 +189,7 @@ def review_against_gt(gt: str, run_dir: Path, threshold: float, hit_iou: float) 
     notes = [f"names matched: {rule} ({len(to_gt)} readable images of the run are in the ground truth)"]
     if len(index.images) > len(to_gt):
         notes.append(f"{len(index.images) - len(to_gt)} GT images are not in the run or failed to read: left out")
-    return GroundTruthSummary(str(gt), hit_iou, reviews, metrics, plots, notes)
+    return GroundTruthSummary(str(gt), hit_iou, reviews, metrics, plots, notes, flagged)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -152,12 +152,14 @@ def _review_card(rev: Review, film: Film | None, page_dir: Path, kind: str) -> s
     """A film with its GT lesions (green found, red missed) and false positives (magenta) drawn."""
     boxes = "".join(_box_div(b, rev.size, "found" if hit else "miss", "found lesion" if hit else "missed lesion")
                     for b, hit in rev.lesions)
-    boxes += "".join(_box_div(b, rev.size, "fp", f"false positive {s:.2f}") for b, s in rev.false_positives)
+    boxes += "".join(_box_div(b, rev.size, "fp", f"false positive {s:.2f}" + (f" on {on}" if on else ""))
+                     for b, s, on in rev.false_positives)
     if kind == "miss":
         lines = [f"missed lesion at x {b[0]:.0f}, y {b[1]:.0f}: {_size_text(b, film)}"
                  for b, hit in rev.lesions if not hit]
     else:
-        lines = [f"{s:.2f} at x {b[0]:.0f}, y {b[1]:.0f}: {_size_text(b, film)}" for b, s in rev.false_positives]
+        lines = [f"{s:.2f} at x {b[0]:.0f}, y {b[1]:.0f}: {_size_text(b, film)}" + (f", on {on}" if on else "")
+                 for b, s, on in rev.false_positives]
     items = "".join(f"<li>{escape(line)}</li>" for line in lines)
     return (f'<div class="card"><h3>{escape(rev.film)}</h3>{_picture(film, rev.size, page_dir, boxes)}'
             f'<ul class="finds">{items}</ul></div>')
@@ -166,7 +168,7 @@ def _review_card(rev: Review, film: Film | None, page_dir: Path, kind: str) -> s
 def _gt_section(gt: GroundTruthSummary, films: list[Film], page_dir: Path, threshold: float) -> str:
     by_name = {f.name: f for f in films}
     misses = [r for r in gt.reviews if not all(hit for _, hit in r.lesions)]
-    fps = sorted((r for r in gt.reviews if r.false_positives), key=lambda r: -max(s for _, s in r.false_positives))
+    fps = sorted((r for r in gt.reviews if r.false_positives), key=lambda r: -max(s for _, s, _ in r.false_positives))
     n_lesions = sum(len(r.lesions) for r in gt.reviews)
     n_found = sum(hit for r in gt.reviews for _, hit in r.lesions)
     n_fp = sum(len(r.false_positives) for r in gt.reviews)
@@ -187,7 +189,24 @@ def _gt_section(gt: GroundTruthSummary, films: list[Film], page_dir: Path, thres
             f'<div class="pair"><div><h3>Missed lesions ({n_lesions - n_found})</h3>'
             f'<div class="gallery">{left}</div></div><div><h3>False positives ({n_fp})</h3>'
             f'<div class="gallery">{right}</div></div></div>'
+            f'{_lookalike_table(gt.lookalikes)}'
             f'<h3>Curves</h3><div class="plots">{plots}</div></section>')
+
+
+def _lookalike_table(report: dict | None) -> str:
+    """The look-alikes the GT records, how many a false positive at the threshold lies on, and what the
+    false positives lie on (``model.lookalikes.lookalike_report`` at the operating threshold)."""
+    if not report:
+        return ""
+    flagged = report["flagged"]["operating"]
+    rows = "".join(f'<tr><td>{escape(kind)}</td><td class="num">{n}</td><td class="num">{flagged[kind]} '
+                   f'({flagged[kind] / n:.0%})</td></tr>' for kind, n in report["recorded"].items())
+    on = report["false_positives_on"]["operating"]
+    sites = ", ".join(f"{escape(kind)} {n}" for kind, n in on.items()) or "-"
+    return (f'<h3>Look-alikes</h3><p>Look-alikes recorded in the ground truth (unlabelled, not to be flagged) and '
+            f'how many a false positive at the threshold lies on. The {sum(on.values())} false positives lie on: '
+            f'{sites} (none: on no recorded look-alike).</p><table id="lookalikes"><thead><tr><th>look-alike</th>'
+            f'<th>recorded</th><th>flagged</th></tr></thead><tbody>{rows}</tbody></table>')
 
 
 def render_report(run: dict, films: list[Film], gt: GroundTruthSummary | None, run_dir: Path,
