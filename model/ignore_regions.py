@@ -1,4 +1,4 @@
-"""Ignore regions (COCO ``iscrowd: 1``) in FCOS training: neither lesion nor background.
+"""calcidet's FCOS head: ignore regions (COCO ``iscrowd: 1``), and the focal loss's alpha and gamma.
 
 A region a reader could not settle (a mass too faint to call, an equivocal smudge) should not teach
 the detector either way. torchvision's FCOS loss knows only lesions and background, so:
@@ -11,6 +11,10 @@ the detector either way. torchvision's FCOS loss knows only lesions and backgrou
 
 The dataset (``data.dataset``) puts ``ignore_boxes`` in a target only when the film has some; without
 them both classes behave exactly as torchvision's.
+
+torchvision's FCOS fixes its focal loss at alpha 0.25, gamma 2. ``IgnoreRegionFCOSHead.focal_alpha`` and
+``focal_gamma`` (``model.focal_alpha`` / ``model.focal_gamma``) change them; at those values the head
+returns torchvision's loss unchanged.
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ import torch
 from torch import Tensor
 from torchvision.models.detection.fcos import FCOSHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
+from torchvision.ops import sigmoid_focal_loss
 
 # Logit given to ignored locations before torchvision's focal loss: with target 0 its loss and its
 # gradient are 0 (sigmoid(-1e4) underflows to 0), and it fits float16 and bfloat16.
 _SILENT_LOGIT = -1e4
+
+TORCHVISION_FOCAL_ALPHA, TORCHVISION_FOCAL_GAMMA = 0.25, 2.0
 
 
 class IgnoreRegionTransform(GeneralizedRCNNTransform):
@@ -52,8 +59,24 @@ def ignored_locations(targets: list[dict[str, Tensor]], anchors: list[Tensor], m
     return torch.stack(masks)
 
 
+def classification_loss(targets: list[dict[str, Tensor]], cls_logits: Tensor, matched_idxs: list[Tensor],
+                        alpha: float, gamma: float) -> Tensor:
+    """FCOS's classification loss at any focal alpha and gamma: the focal loss over every location
+    (one-hot on a lesion's class where a lesion is matched), summed and divided by the matched count."""
+    onehot = torch.zeros_like(cls_logits)
+    for i, (target, matched) in enumerate(zip(targets, matched_idxs)):
+        fg = matched >= 0
+        onehot[i, fg, target["labels"][matched[fg]]] = 1.0
+    num_foreground = sum(int((m >= 0).sum()) for m in matched_idxs)
+    return sigmoid_focal_loss(cls_logits, onehot, alpha=alpha, gamma=gamma, reduction="sum") / max(1, num_foreground)
+
+
 class IgnoreRegionFCOSHead(FCOSHead):
-    """``FCOSHead`` whose classification loss leaves out background locations in ignore regions."""
+    """``FCOSHead`` whose classification loss leaves out background locations in ignore regions, with
+    the focal loss's alpha and gamma settable (torchvision's 0.25 and 2 by default)."""
+
+    focal_alpha: float = TORCHVISION_FOCAL_ALPHA
+    focal_gamma: float = TORCHVISION_FOCAL_GAMMA
 
     def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
                      anchors: list[Tensor], matched_idxs: list[Tensor]) -> dict[str, Tensor]:
@@ -61,4 +84,9 @@ class IgnoreRegionFCOSHead(FCOSHead):
         if bool(ignored.any()):
             logits = head_outputs["cls_logits"].masked_fill(ignored[..., None], _SILENT_LOGIT)
             head_outputs = {**head_outputs, "cls_logits": logits}
-        return super().compute_loss(targets, head_outputs, anchors, matched_idxs)
+        losses = super().compute_loss(targets, head_outputs, anchors, matched_idxs)
+        if (self.focal_alpha, self.focal_gamma) != (TORCHVISION_FOCAL_ALPHA, TORCHVISION_FOCAL_GAMMA):
+            # torchvision's loss hard-codes its focal settings: recompute that one term (cheap beside the net)
+            losses["classification"] = classification_loss(
+                targets, head_outputs["cls_logits"], matched_idxs, self.focal_alpha, self.focal_gamma)
+        return losses
