@@ -35,6 +35,7 @@ import numpy as np
 
 from calcidet.data.synth_anatomy import FIELD_OF_VIEW_MM, JOINT_WEIGHTS, render_anatomy
 from calcidet.data.synth_backgrounds import Background, list_backgrounds
+from calcidet.data.synth_edges import add_edges
 from calcidet.data.synth_insert import insert_into_film
 from calcidet.data.synth_lesions import insert_findings
 from calcidet.data.synth_real import analyse_film
@@ -160,11 +161,18 @@ def _side_marker(rng: np.random.Generator, film: np.ndarray, letter: str, spacin
 
 
 def make_image(seed: int, index: int, spec: dict[str, Any], size_range: tuple[int, int],
-               dicom_fraction: float, min_conspicuity: float = 0.0) -> dict[str, Any]:
+               dicom_fraction: float, min_conspicuity: float = 0.0, edge_share: float = 0.0) -> dict[str, Any]:
     """Render film ``index`` of a dataset: pixels (float32 0..1), lesions, distractors and metadata."""
     rng = np.random.default_rng([seed, index])
     if spec.get("background"):
-        return _real_image(rng, spec, dicom_fraction, min_conspicuity)
+        item = _real_image(rng, spec, dicom_fraction, min_conspicuity)
+        # Edges draw from their own generator: a share of 0 writes what a dataset without them did.
+        edge_rng = np.random.default_rng([seed, index, 3])
+        if edge_share > 0:
+            item["edges"] = False
+            if edge_rng.random() < edge_share:
+                _add_edges(edge_rng, item)
+        return item
     longest = int(rng.integers(size_range[0], size_range[1] + 1))
     short = int(longest * rng.uniform(0.72, 0.9))
     portrait = rng.random() < (0.5 if spec["joint"] in ("hip", "shoulder") else 0.8)
@@ -204,13 +212,27 @@ def _real_image(rng: np.random.Generator, spec: dict[str, Any], dicom_fraction: 
             "view": spec["view"], "side": "unknown", "spacing": real.spacing, "format": fmt}
 
 
+def _add_edges(rng: np.random.Generator, item: dict[str, Any]) -> None:
+    """Collimator and plate edges over a real film, clear of its masses; look-alikes they cover are dropped."""
+    item["film"], changed = add_edges(rng, item["film"], [les["bbox"] for les in item["lesions"]])
+    h, w = changed.shape
+    kept = []
+    for d in item["distractors"]:
+        x, y, bw, bh = d["bbox"]
+        cx, cy = min(max(int(x + bw / 2), 0), w - 1), min(max(int(y + bh / 2), 0), h - 1)
+        if not changed[cy, cx]:
+            kept.append(d)
+    item["distractors"] = kept
+    item["edges"] = bool(changed.any())
+
+
 def _init_worker() -> None:
     cv2.setNumThreads(1)  # one film per process: the pool is the parallelism
 
 
 def _render_and_write(job: tuple) -> dict[str, Any]:
-    seed, index, spec, size_range, dicom_fraction, min_conspicuity, out_dir = job
-    item = make_image(seed, index, spec, size_range, dicom_fraction, min_conspicuity)
+    seed, index, spec, size_range, dicom_fraction, min_conspicuity, edge_share, out_dir = job
+    item = make_image(seed, index, spec, size_range, dicom_fraction, min_conspicuity, edge_share)
     name = write_image(out_dir, index, item, seed)
     h, w = item.pop("film").shape
     return {**item, "index": index, "file_name": name, "width": w, "height": h}
@@ -250,7 +272,7 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
                background_role: str | None = None, background_root: str | Path | None = None,
                workers: int | None = None, dicom_fraction: float = 0.15,
                size_range: tuple[int, int] = (800, 2500), min_conspicuity: float = 0.0,
-               verbose: bool = True) -> SynthReport:
+               edge_share: float = 0.0, verbose: bool = True) -> SynthReport:
     """Write ``n`` synthetic films and their COCO annotations to ``out_dir``.
 
     Args:
@@ -269,6 +291,8 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
         min_conspicuity: with backgrounds, masses are drawn denser until they stand out of the film's
             own structure by this much (``data.synth_insert.conspicuity``), else left out; 0: only
             the contrast floor. Every mass records its conspicuity either way.
+        edge_share: with backgrounds, the share of films that get collimator or plate edges drawn
+            clear of their masses (``data.synth_edges``): hard negatives. 0 leaves every film as it was.
         verbose: log the throughput at the end (info level of the ``calcidet`` logger).
 
     Returns:
@@ -279,7 +303,8 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
     (out / "images").mkdir(parents=True, exist_ok=True)
     bg_files = list_backgrounds(backgrounds, background_role, background_root) if backgrounds is not None else None
     specs = _plan(seed, n, bg_files)
-    jobs = [(seed, i, specs[i], tuple(size_range), dicom_fraction, min_conspicuity, out) for i in range(n)]
+    jobs = [(seed, i, specs[i], tuple(size_range), dicom_fraction, min_conspicuity, edge_share, out)
+            for i in range(n)]
     workers = min(workers or os.cpu_count() or 1, n)
     if workers > 1:
         # spawn, not fork: a forked child can inherit a locked OpenCV/BLAS thread pool and hang.
@@ -297,6 +322,8 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
                  "pixel_spacing_mm": [round(rec["spacing"], 5)] * 2, "distractors": rec["distractors"]}
         if "source" in spec:
             image["background"] = spec["source"]
+        if "edges" in rec:  # whether collimator or plate edges were drawn (``edge_share``)
+            image["edges"] = rec["edges"]
         images.append(image)
         for les in rec["lesions"]:
             x, y, bw, bh = les["bbox"]
@@ -305,7 +332,8 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
                                 "attributes": {k: v for k, v in les.items() if k != "bbox"}})
     coco = {"info": {"description": "calcidet synthetic radiographs with periarticular calcinosis",
                      "generator": "calcidet.data.synth", "version": GENERATOR_VERSION, "seed": seed,
-                     "backgrounds": bool(bg_files), "min_conspicuity": min_conspicuity},
+                     "backgrounds": bool(bg_files), "min_conspicuity": min_conspicuity,
+                     "edge_share": edge_share},
             "images": images, "annotations": annotations,
             "categories": [{"id": 1, "name": "calcinosis", "supercategory": "calcification"}]}
     (out / "annotations.json").write_text(json.dumps(coco, indent=1, sort_keys=True) + "\n")

@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --backgrounds: draw each mass denser until it stands out of the film's own "
                              "structure by this much (its lift / the clutter under it; 1 = a reader can see it), "
                              "else leave it out (default 0: contrast floor only)")
+    parser.add_argument("--edges", type=float, default=0.0,
+                        help="with --backgrounds: share of films that get collimator or plate edges (shutters, "
+                             "plate borders, split-plate bars) drawn clear of their masses, as hard negatives "
+                             "(default 0)")
     parser.add_argument("--preview", help="write a contact sheet PNG of the first 24 films with their boxes")
     args = parser.parse_args(argv)
     if args.n < 1:
@@ -45,12 +49,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--dicom-fraction must be between 0 and 1")
     if args.min_conspicuity < 0:
         parser.error("--min-conspicuity must be at least 0")
+    if not 0.0 <= args.edges <= 1.0:
+        parser.error("--edges must be between 0 and 1")
+    if args.edges and not args.backgrounds:
+        parser.error("--edges needs --backgrounds (procedural films draw their own collimation)")
     if (args.background_role or args.background_root) and not args.backgrounds:
         parser.error("--background-role/--background-root need --backgrounds")
     synthesize(args.out, args.n, args.seed, backgrounds=args.backgrounds, background_role=args.background_role,
                background_root=args.background_root, workers=args.workers,
                dicom_fraction=args.dicom_fraction, size_range=(args.min_size, args.max_size),
-               min_conspicuity=args.min_conspicuity)
+               min_conspicuity=args.min_conspicuity, edge_share=args.edges)
     if args.preview:
         print(f"preview: {write_contact_sheet(args.out, args.preview)}")
     return 0
