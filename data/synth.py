@@ -166,9 +166,9 @@ def make_image(seed: int, index: int, spec: dict[str, Any], size_range: tuple[in
     rng = np.random.default_rng([seed, index])
     if spec.get("background"):
         item = _real_image(rng, spec, dicom_fraction, min_conspicuity)
-        # Edges draw from their own generator: a share of 0 writes what a dataset without them did.
-        edge_rng = np.random.default_rng([seed, index, 3])
         if edge_share > 0:
+            # Edges draw from their own generator: the masses and look-alikes stay what they were without them.
+            edge_rng = np.random.default_rng([seed, index, 3])
             item["edges"] = False
             if edge_rng.random() < edge_share:
                 _add_edges(edge_rng, item)
