@@ -186,6 +186,23 @@ def test_gpu_lite0_config_trains_on_cpu(tiny_synth, tmp_path) -> None:
     assert ckpt["calcidet"]["image_size"] == 256 and ckpt["calcidet"]["operating_threshold"] is not None
 
 
+def test_cpu_long_config_layers_over_the_demo() -> None:
+    """configs/cpu_long.yaml over demo.yaml: the demo's model and crops, 3600 steps, one validation at the end.
+
+    The one validation must fall on the last step (it sets the operating threshold), and the hour's
+    limit must keep the demo's fitted schedule so a slower CPU still ends annealed.
+    """
+    cli = cli_main(["--config", str(REPO / "configs" / "demo.yaml"), "--config", str(REPO / "configs" / "cpu_long.yaml")],
+                   run=False)
+    trainer, demo = cli.config["trainer"], cli.config["data"]
+    assert trainer["max_steps"] == trainer["val_check_interval"] == 3600
+    assert cli.trainer.max_steps == 3600 and trainer["max_time"] == "00:01:00:00"
+    assert cli.model.hparams.fit_schedule_to_max_time and cli.model.hparams.warmup_steps == 100
+    assert cli.model.hparams.arch == "fcos_efficientnet_lite0" and cli.model.hparams.focal_gamma == 1.5
+    assert (demo["image_size"], demo["crop_size"], demo["batch_size"]) == (768, 384, 8)
+    assert cli.config["checkpoint"]["dirpath"] == "runs/cpu_long/checkpoints"
+
+
 @pytest.mark.parametrize("fit_to_time", [True, False], ids=["fitted", "cut_off"])
 def test_schedule_fitted_to_max_time_ends_annealed(tiny_synth, fit_args, tmp_path, fit_to_time: bool) -> None:
     """An 8-second budget for a 100,000-step cosine: fitted, the run ends at the schedule's low end.
