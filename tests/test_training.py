@@ -194,12 +194,12 @@ def test_cpu_long_config_layers_over_the_demo() -> None:
     """
     cli = cli_main(["--config", str(REPO / "configs" / "demo.yaml"), "--config", str(REPO / "configs" / "cpu_long.yaml")],
                    run=False)
-    trainer, demo = cli.config["trainer"], cli.config["data"]
+    trainer, data = cli.config["trainer"], cli.config["data"]
     assert trainer["max_steps"] == trainer["val_check_interval"] == 3600
     assert cli.trainer.max_steps == 3600 and trainer["max_time"] == "00:01:00:00"
     assert cli.model.hparams.fit_schedule_to_max_time and cli.model.hparams.warmup_steps == 100
     assert cli.model.hparams.arch == "fcos_efficientnet_lite0" and cli.model.hparams.focal_gamma == 1.5
-    assert (demo["image_size"], demo["crop_size"], demo["batch_size"]) == (768, 384, 8)
+    assert (data["image_size"], data["crop_size"], data["batch_size"]) == (768, 384, 8)
     assert cli.config["checkpoint"]["dirpath"] == "runs/cpu_long/checkpoints"
 
 
