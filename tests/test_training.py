@@ -186,14 +186,16 @@ def test_gpu_lite0_config_trains_on_cpu(tiny_synth, tmp_path) -> None:
     assert ckpt["calcidet"]["image_size"] == 256 and ckpt["calcidet"]["operating_threshold"] is not None
 
 
-def test_cpu_long_config_layers_over_the_demo() -> None:
+def test_cpu_long_config_layers_over_the_demo(tiny_synth) -> None:
     """configs/cpu_long.yaml over demo.yaml: the demo's model and crops, 3600 steps, one validation at the end.
 
     The one validation must fall on the last step (it sets the operating threshold), and the hour's
-    limit must keep the demo's fitted schedule so a slower CPU still ends annealed.
+    limit must keep the demo's fitted schedule so a slower CPU still ends annealed. The films are the
+    tiny set's: a clean clone has no demo_out/, and the class names are read from the data.
     """
-    cli = cli_main(["--config", str(REPO / "configs" / "demo.yaml"), "--config", str(REPO / "configs" / "cpu_long.yaml")],
-                   run=False)
+    cli = cli_main(["--config", str(REPO / "configs" / "demo.yaml"), "--config", str(REPO / "configs" / "cpu_long.yaml"),
+                    "--data.train_json", str(tiny_synth["train"]), "--data.val_json", str(tiny_synth["val"]),
+                    "--data.test_json", str(tiny_synth["val"])], run=False)
     trainer, data = cli.config["trainer"], cli.config["data"]
     assert trainer["max_steps"] == trainer["val_check_interval"] == 3600
     assert cli.trainer.max_steps == 3600 and trainer["max_time"] == "00:01:00:00"
