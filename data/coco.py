@@ -9,6 +9,10 @@ Boxes come out as ``data.contract`` wants them: float32 ``[N, 4]`` xyxy in origi
 annotations are kept: they are the negatives. Annotations with ``iscrowd=1`` are ignore regions
 (``CocoImage.ignore_boxes``): not a lesion to find, and no false positive where a detection falls in
 one. ``calcidet evaluate``, validation and the FCOS losses (``model.ignore_regions``) honour them.
+
+An image may also list ``hard_negatives``: ``[[x, y, w, h], ...]`` regions where a model fired on
+no lesion (``calcidet mine``). They are not annotations (COCO tools ignore the key) and change no
+loss: crop training cuts more of its windows around them (``data.transforms``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 import numpy as np
 
 BOX_TOLERANCE_PX = 1.0  # annotation tools round to whole pixels; beyond this a box is wrong, not rounded
-_IMAGE_KEYS = {"id", "file_name", "width", "height", "patient_id"}
+_IMAGE_KEYS = {"id", "file_name", "width", "height", "patient_id", "hard_negatives"}
 
 
 class CocoFormatError(ValueError):
@@ -54,6 +58,8 @@ class CocoImage:
     # iscrowd=1 regions: float32 [M, 4] xyxy and their labels; scored as neither lesion nor background
     ignore_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     ignore_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # mined false-positive regions, float32 [K, 4] xyxy: background a model confuses, sampled more often
+    hard_negatives: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,6 +101,8 @@ class CocoIndex:
             record = {"id": im.id, "file_name": im.file_name, "width": im.width, "height": im.height}
             if im.patient_id is not None:
                 record["patient_id"] = im.patient_id
+            if len(im.hard_negatives):
+                record["hard_negatives"] = [[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in im.hard_negatives.tolist()]
             images.append(record | im.extra)
             rows = zip(im.annotation_ids, im.boxes.tolist(), im.labels.tolist(), strict=True)
             for ann_id, (x1, y1, x2, y2), label in rows:
@@ -205,6 +213,27 @@ def _check_box(bbox: Any, width: int, height: int) -> tuple[list[float] | None, 
     return [x1, y1, x2, y2], None
 
 
+def _load_hard_negatives(records: dict[int, dict[str, Any]], where: str, problems: list[str]) -> dict[int, np.ndarray]:
+    """Image id -> float32 [K, 4] xyxy of its ``hard_negatives`` (checked like any box)."""
+    found = {}
+    for image_id, rec in records.items():
+        regions = rec.get("hard_negatives", [])
+        name = f"{where}: image {image_id!r} {rec['file_name']!r}: hard_negatives"
+        if not isinstance(regions, list):
+            problems.append(f"{name} is a {type(regions).__name__}, not a list of [x, y, w, h] boxes")
+            continue
+        boxes = []
+        for bbox in regions:
+            box, problem = _check_box(bbox, int(rec["width"]), int(rec["height"]))
+            if problem:
+                problems.append(f"{name}: {problem}")
+            else:
+                boxes.append(box)
+        if boxes:
+            found[image_id] = np.asarray(boxes, dtype=np.float32)
+    return found
+
+
 def _load_annotations(
     data: dict, where: str, records: dict[int, dict[str, Any]], broken_images: set[int],
     category_to_label: dict[int, int], problems: list[str],
@@ -281,6 +310,7 @@ def load_coco(json_path: str | Path, image_root: str | Path | None = None, *,
                      and _is_integer(r.get("id")) and int(r["id"]) not in records}
 
     found, crowd = _load_annotations(data, where, records, broken_images, category_to_label, problems)
+    hard = _load_hard_negatives(records, where, problems)
     if problems:
         raise CocoFormatError(json_path, problems)
 
@@ -299,6 +329,7 @@ def load_coco(json_path: str | Path, image_root: str | Path | None = None, *,
             extra={k: v for k, v in rec.items() if k not in _IMAGE_KEYS},
             ignore_boxes=np.asarray([a[1] for a in crowd.get(image_id, [])], dtype=np.float32).reshape(-1, 4),
             ignore_labels=np.asarray([a[2] for a in crowd.get(image_id, [])], dtype=np.int64),
+            hard_negatives=hard.get(image_id, np.zeros((0, 4), np.float32)),
         ))
     return CocoIndex(
         json_path=json_path, images=images, categories=categories,

@@ -23,7 +23,12 @@ from calcidet.data.dataset import (
     detection_collate,
 )
 from calcidet.data.folders import find_radiographs, relative_name
-from calcidet.data.transforms import DEFAULT_CROP_SCALE, AugmentPreset, build_transforms
+from calcidet.data.transforms import (
+    DEFAULT_CROP_SCALE,
+    DEFAULT_HARD_NEGATIVE_SHARE,
+    AugmentPreset,
+    build_transforms,
+)
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -120,6 +125,9 @@ class CalcinosisDataModule(pl.LightningDataModule):
             jitter (None: whole films). Validation, test and detection always see the whole film.
         crop_scale: the range of that jitter, as factors of the film at ``image_size`` (detection
             runs at 1.0; the default 0.5-1.1 also shows large masses whole inside a crop).
+        hard_negative_share: with ``crop_size``, the share of the windows cut anywhere that are
+            centred on one of a film's mined ``hard_negatives`` (``calcidet mine``); films without
+            any are cut as before.
         batch_size: images per batch, per device.
         num_workers: DataLoader worker processes per device (-1: one per CPU core, up to 8).
         pin_memory: page-locked host memory for faster host-to-GPU copies (None: when CUDA is present).
@@ -144,6 +152,7 @@ class CalcinosisDataModule(pl.LightningDataModule):
         augment: AugmentPreset = "train",
         crop_size: int | None = None,
         crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE,
+        hard_negative_share: float = DEFAULT_HARD_NEGATIVE_SHARE,
         batch_size: int = 8,
         num_workers: int = 2,
         pin_memory: bool | None = None,
@@ -161,6 +170,7 @@ class CalcinosisDataModule(pl.LightningDataModule):
         self.augment = augment
         self.crop_size = crop_size
         self.crop_scale = (float(crop_scale[0]), float(crop_scale[1]))
+        self.hard_negative_share = hard_negative_share
         self.batch_size = batch_size
         self.num_workers = min(os.cpu_count() or 1, 8) if num_workers < 0 else num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
@@ -178,7 +188,7 @@ class CalcinosisDataModule(pl.LightningDataModule):
 
     def _coco_dataset(self, index: CocoIndex, preset: str) -> RadiographDataset:
         transforms = build_transforms(preset, self.image_size, crop_size=self.crop_size,
-                                      crop_scale=self.crop_scale)
+                                      crop_scale=self.crop_scale, hard_negative_share=self.hard_negative_share)
         return RadiographDataset(index.images, self.image_size, transforms,
                                  preload_threads=max(1, min(os.cpu_count() or 1, 8)),
                                  cache=self.cache, cache_dir=self._cache_folder() if self.cache == "disk" else None)

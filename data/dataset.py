@@ -23,6 +23,7 @@ from calcidet.data.coco import CocoImage
 from calcidet.data.contract import make_target
 from calcidet.data.disk_cache import DiskImageCache
 from calcidet.data.readers import RadiographReadError, read_radiograph
+from calcidet.data.transforms import HARD_NEGATIVE
 
 Sample = tuple[Tensor, dict[str, Any]]
 CacheMode = Literal["memory", "disk", "none"]
@@ -144,11 +145,12 @@ class RadiographDataset(Dataset):
         image = self._image(index)
         scale = image.shape[0] / record.height, image.shape[1] / record.width
         # Ignore regions ride through the transforms as label 0 (no class has it), then get their own key:
-        # validation scores by them and the FCOS loss leaves them out (model.ignore_regions).
-        ignore = len(record.ignore_boxes)
-        boxes = np.concatenate([record.boxes, record.ignore_boxes]) * np.array(
+        # validation scores by them and the FCOS loss leaves them out (model.ignore_regions). Mined
+        # hard negatives ride as HARD_NEGATIVE for the crop to aim at, and are dropped after it.
+        ignore, hard = len(record.ignore_boxes), len(record.hard_negatives) if self.transforms is not None else 0
+        boxes = np.concatenate([record.boxes, record.ignore_boxes, record.hard_negatives[:hard]]) * np.array(
             [scale[1], scale[0], scale[1], scale[0]], dtype=np.float32)
-        labels = np.concatenate([record.labels, np.zeros(ignore, np.int64)])
+        labels = np.concatenate([record.labels, np.zeros(ignore, np.int64), np.full(hard, HARD_NEGATIVE, np.int64)])
         if self.transforms is not None:
             out = self.transforms(image=image, bboxes=boxes, labels=labels)
             image = out["image"]

@@ -7,6 +7,7 @@
     calcidet detect   INPUT... --checkpoint CKPT --output DIR
     calcidet export   CKPT --format onnx --output model.onnx   # the network for ONNX Runtime
     calcidet evaluate --gt annotations.json --pred DIR/detections.csv --out REPORT_DIR
+    calcidet mine     --gt annotations.json --pred DIR/detections.csv --out mined.json  # hard negatives
     calcidet report   DIR [--gt annotations.json] [--out report.html]  # HTML page to review a detect run
     calcidet export-images INPUT... --output DIR [--bits 8|16]  # PNGs + COCO skeleton for labelling
     calcidet convert  --from yolo|voc|cvat SRC --images DIR --output annotations.json
@@ -37,7 +38,7 @@ from calcidet.train.allocator import keep_freed_memory  # noqa: E402
 from calcidet.train.callbacks import CheckpointOnSigterm, DataPosition, LastCheckpoint  # noqa: E402
 from calcidet.train.logs import setup_logging  # noqa: E402
 
-TOOLS = ("synth", "detect", "evaluate", "export-images", "convert", "split", "export", "report")
+TOOLS = ("synth", "detect", "evaluate", "mine", "export-images", "convert", "split", "export", "report")
 VERBOSITY = {"-v": 1, "--verbose": 1, "-q": -1, "--quiet": -1}
 
 
