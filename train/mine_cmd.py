@@ -25,9 +25,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
+from torchvision.ops import box_iou
 
 from calcidet.data.coco import CocoFormatError, load_coco
-from calcidet.model.metrics import FALSE_POSITIVE, match_lesions
+from calcidet.model.metrics import FALSE_POSITIVE, ImageResult, match_lesions
 from calcidet.train.evaluate_cmd import (
     build_results,
     match_names,
@@ -55,15 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x1, y1 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
-    x2, y2 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    return inter / (area(box) + area(boxes) - inter)
-
-
-def false_positives(result, min_score: float, hit_iou: float, per_film: int, kept: np.ndarray) -> np.ndarray:
+def false_positives(result: ImageResult, min_score: float, hit_iou: float, per_film: int, kept: np.ndarray) -> np.ndarray:
     """The film's highest false positives (xyxy, float32 [K, 4]) not already among ``kept``."""
     order = np.argsort(-result.scores, kind="stable")  # match_lesions' order
     scores, lesion = match_lesions(result, hit_iou)
@@ -74,7 +68,7 @@ def false_positives(result, min_score: float, hit_iou: float, per_film: int, kep
         if what != FALSE_POSITIVE:
             continue
         others = np.concatenate([kept, *[c[None] for c in chosen]]) if len(kept) or chosen else np.zeros((0, 4))
-        if len(others) and _iou(box, others).max() >= SAME_REGION_IOU:
+        if len(others) and box_iou(torch.as_tensor(box[None]), torch.as_tensor(others)).max() >= SAME_REGION_IOU:
             continue
         chosen.append(box.astype(np.float32))
     return np.asarray(chosen, np.float32).reshape(-1, 4)
