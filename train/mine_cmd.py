@@ -69,7 +69,7 @@ def false_positives(result: ImageResult, min_score: float, hit_iou: float, per_f
             break
         if what != FALSE_POSITIVE:
             continue
-        others = np.concatenate([kept, *[c[None] for c in chosen]]) if len(kept) or chosen else np.zeros((0, 4))
+        others = np.concatenate([kept.reshape(-1, 4), *(c[None] for c in chosen)])
         if len(others) and box_iou(torch.as_tensor(box[None]), torch.as_tensor(others)).max() >= SAME_REGION_IOU:
             continue
         chosen.append(box.astype(np.float32))
