@@ -73,7 +73,7 @@ def _light_fcos(backbone: nn.Module, num_classes: int, **kwargs: Any) -> FCOS:
     # to pyramid levels (max side distance in [4, 8] x size), so strides 8/16/32 cover 0-inf px.
     anchors = AnchorGenerator(sizes=((8,), (16,), (32,)), aspect_ratios=((1.0,),) * 3)
     # Two head convolutions instead of four: cheaper, and on EfficientNet-Lite0 four convolutions or a
-    # 128-channel FPN were level on the held-out real films (README, Generalization).
+    # 128-channel FPN were level on the held-out real films (benchmarks/RESULTS.md).
     # The ignore-region head and transform are torchvision's, plus COCO iscrowd regions left out of
     # the classification loss (model.ignore_regions); without such regions they are torchvision's exactly.
     head = IgnoreRegionFCOSHead(backbone.out_channels, num_anchors=1, num_classes=num_classes, num_convs=2)

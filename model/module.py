@@ -64,7 +64,7 @@ class CalcinosisDetector(pl.LightningModule):
             features they read; 1.0 trains everything at ``lr``.
         focal_gamma, focal_alpha: the focal loss of calcidet's FCOS models (torchvision's 2 and 0.25 by
             default). A lower gamma weights the easy background less against the hard cases; on the
-            demo's CPU runs gamma 1.5 read a little higher CPM on real films (README, Generalization).
+            demo's CPU runs gamma 1.5 read a little higher CPM on real films (benchmarks/RESULTS.md).
         scheduler: ``cosine`` (linear warm-up, then cosine decay to ``lr * min_lr_ratio``), ``step``
             (warm-up, then multiply by ``step_gamma`` at each fraction of training in
             ``step_milestones``) or ``constant`` (warm-up only).
