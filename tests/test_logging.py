@@ -115,3 +115,12 @@ def test_help_lists_the_flags(capsys) -> None:
         main(["--help"])
     out = capsys.readouterr().out
     assert "-q" in out and "--verbose" in out
+
+
+def test_predict_is_not_offered_and_points_to_detect(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    usage = [line for line in capsys.readouterr().out.splitlines() if line.startswith("usage: calcidet")]
+    assert usage and "{fit,validate,test}" in usage[0]
+    assert main(["predict", "--config", DEMO]) == 2
+    assert "calcidet detect INPUT..." in capsys.readouterr().err

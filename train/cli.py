@@ -65,6 +65,12 @@ def _class_names_of_data(*jsons: str | list[str] | None) -> list[str] | None:
 class CalcidetCLI(LightningCLI):
     """LightningCLI with calcidet's checkpointing and the data/model settings tied together."""
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        # No ``predict``: Trainer.predict here would write nothing. ``calcidet detect`` is the one way
+        # to run a checkpoint over films, so --help lists fit, validate and test only.
+        return {name: skip for name, skip in LightningCLI.subcommands().items() if name != "predict"}
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The best checkpoint by a validation metric...
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
