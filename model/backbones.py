@@ -5,7 +5,8 @@ transfer at 800+ px. Trained from scratch at ~384 px on two CPU cores they are t
 anything in minutes (MobileNetV3's depthwise convolutions are especially slow on CPU). Cloud-like
 calcified masses are textured blobs that a small stack of plain 3x3 residual blocks separates well,
 so ``TinyResNetFPN`` uses dense convolutions, few channels and three pyramid levels (strides 8-32).
-``EfficientNetLiteFPN`` is the ImageNet-pretrained alternative, with the same three levels.
+``EfficientNetLiteFPN`` is the ImageNet-pretrained alternative, with the same three levels and
+optionally a fourth at stride 4 for the smallest masses.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections import OrderedDict
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d
 
-from calcidet.model.efficientnet_lite import EfficientNetLite
+from calcidet.model.efficientnet_lite import FPN_STAGES, STRIDE4_STAGE, EfficientNetLite
 
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -87,22 +89,49 @@ class TinyResNetFPN(nn.Module):
         return self.fpn(feats)
 
 
+class Stride4Level(nn.Module):
+    """A P2 level: a lateral 1x1 from the stride-4 features plus the upsampled P3, smoothed by a 3x3.
+
+    Kept outside the FPN so that a strides 8-32 checkpoint's weights still load by name
+    (``init_from``); only these two convolutions start fresh.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.lateral = nn.Conv2d(in_channels, out_channels, 1)
+        self.smooth = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        for conv in (self.lateral, self.smooth):  # as torchvision's FPN initialises its convolutions
+            nn.init.kaiming_uniform_(conv.weight, a=1)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, fine: Tensor, p3: Tensor) -> Tensor:
+        return self.smooth(self.lateral(fine) + F.interpolate(p3, size=fine.shape[-2:], mode="nearest"))
+
+
 class EfficientNetLiteFPN(nn.Module):
-    """EfficientNet-Lite (ImageNet-pretrainable) plus FPN; returns {"p3", "p4", "p5"} at strides 8-32.
+    """EfficientNet-Lite (ImageNet-pretrainable) plus FPN; returns {"p3", "p4", "p5"} at strides 8-32 (with "p2" first if ``stride4``).
 
     Args:
         variant: 0, 1 or 2 (``model.efficientnet_lite.VARIANTS``).
         out_channels: FPN channels, shared by every pyramid level (``self.out_channels``).
         frozen_bn: use ``FrozenBatchNorm2d`` (ImageNet statistics kept): detection batches of a few
             radiographs give BatchNorm statistics too noisy to learn from.
+        stride4: add "p2" (stride 4) in front: a mass of 10 px spans 2x2 locations at stride 8 but
+            5x5 at stride 4.
     """
 
-    def __init__(self, variant: int = 0, out_channels: int = 64, frozen_bn: bool = False) -> None:
+    def __init__(self, variant: int = 0, out_channels: int = 64, frozen_bn: bool = False,
+                 stride4: bool = False) -> None:
         super().__init__()
         self.body = EfficientNetLite(variant, num_classes=None, norm=FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d)
         self.fpn = FeaturePyramidNetwork(list(self.body.feature_channels), out_channels)
+        self.p2 = Stride4Level(self.body.stage_channels[STRIDE4_STAGE], out_channels) if stride4 else None
         self.out_channels = out_channels
 
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
-        feats = self.body.features(x)
-        return self.fpn(OrderedDict((f"p{i + 3}", f) for i, f in enumerate(feats)))
+        if self.p2 is None:
+            feats = self.body.features(x)
+            return self.fpn(OrderedDict((f"p{i + 3}", f) for i, f in enumerate(feats)))
+        fine, *feats = self.body.features(x, (STRIDE4_STAGE, *FPN_STAGES))
+        out = self.fpn(OrderedDict((f"p{i + 3}", f) for i, f in enumerate(feats)))
+        return OrderedDict([("p2", self.p2(fine, out["p3"])), *out.items()])

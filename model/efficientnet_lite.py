@@ -34,6 +34,9 @@ LITE0_STD = (0.5, 0.5, 0.5)
 # (expansion, kernel, stride, out channels, repeats) per stage: EfficientNet-B0's table.
 STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
           (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+# Stages whose outputs feed the detector's pyramid (strides 8, 16, 32); stage 1 ends at stride 4.
+FPN_STAGES = (2, 4, 6)
+STRIDE4_STAGE = 1
 # The TensorFlow originals use BN eps 1e-3; with torch's 1e-5 the ImageNet accuracy drops.
 BN_EPS = 1e-3
 NormLayer = Callable[[int], nn.Module]
@@ -142,7 +145,8 @@ class EfficientNetLite(nn.Module):
             raise ValueError(f"EfficientNet-Lite variant must be one of {sorted(VARIANTS)}, got {variant!r}")
         self.variant = variant
         stages = scaled_stages(variant)
-        self.feature_channels = tuple(stages[i][3] for i in (2, 4, 6))
+        self.stage_channels = tuple(stage[3] for stage in stages)
+        self.feature_channels = tuple(self.stage_channels[i] for i in FPN_STAGES)
         norm = partial(norm, eps=BN_EPS)
         self.stem = conv_bn(3, 32, 3, norm, stride=2)
         blocks, c_in, self.stage_ends = [], 32, []
@@ -155,9 +159,9 @@ class EfficientNetLite(nn.Module):
         self.head = conv_bn(c_in, 1280, 1, norm) if num_classes else None
         self.classifier = nn.Linear(1280, num_classes) if num_classes else None
 
-    def features(self, x: Tensor) -> list[Tensor]:
-        """The outputs of stages 3, 5 and 7 (strides 8, 16, 32)."""
-        taps = {self.stage_ends[i] - 1 for i in (2, 4, 6)}
+    def features(self, x: Tensor, stages: tuple[int, ...] = FPN_STAGES) -> list[Tensor]:
+        """The outputs of ``stages`` (0-based; by default 2, 4 and 6: strides 8, 16, 32; stage 1 is stride 4)."""
+        taps = {self.stage_ends[i] - 1 for i in stages}
         x, out = self.stem(x), []
         for i, block in enumerate(self.blocks):
             x = block(x)

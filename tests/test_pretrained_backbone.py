@@ -192,3 +192,20 @@ def test_larger_lite_detectors_build_pretrained_and_predict(arch: str) -> None:
     with torch.no_grad():
         out = model([torch.rand(1, 128, 96)])
     assert set(out[0]) >= {"boxes", "scores", "labels"}
+
+
+def test_stride4_level_adds_p2_and_keeps_the_three_level_weights() -> None:
+    """``_p2`` archs put a stride-4 level in front; a strides 8-32 model's weights load into the rest."""
+    kwargs = dict(num_classes=2, min_size=128, max_size=128)
+    fine = build_detector(arch="fcos_efficientnet_lite0_p2", **kwargs)
+    feats = fine.net.backbone(torch.rand(1, 3, 128, 128))
+    assert {k: tuple(v.shape[-2:]) for k, v in feats.items()} == {
+        "p2": (32, 32), "p3": (16, 16), "p4": (8, 8), "p5": (4, 4)}
+    assert [s[0] for s in fine.net.anchor_generator.sizes] == [4, 8, 16, 32]  # one level size per stride
+
+    coarse = build_detector(arch="fcos_efficientnet_lite0", **kwargs).state_dict()
+    missing, unexpected = fine.load_state_dict(coarse, strict=False)  # what --model.init_from does
+    assert unexpected == []
+    assert missing and all(k.startswith("net.backbone.p2.") for k in missing)
+    assert torch.equal(fine.state_dict()["net.head.classification_head.cls_logits.weight"],
+                       coarse["net.head.classification_head.cls_logits.weight"])
