@@ -109,14 +109,14 @@ class Stride4Level(nn.Module):
 
 
 class EfficientNetLiteFPN(nn.Module):
-    """EfficientNet-Lite (ImageNet-pretrainable) plus FPN; returns {"p3", "p4", "p5"} at strides 8-32 (with "p2" first if ``stride4``).
+    """EfficientNet-Lite (ImageNet-pretrainable) plus FPN; returns {"p3", "p4", "p5"} at strides 8-32.
 
     Args:
         variant: 0, 1 or 2 (``model.efficientnet_lite.VARIANTS``).
         out_channels: FPN channels, shared by every pyramid level (``self.out_channels``).
         frozen_bn: use ``FrozenBatchNorm2d`` (ImageNet statistics kept): detection batches of a few
             radiographs give BatchNorm statistics too noisy to learn from.
-        stride4: add "p2" (stride 4) in front: a mass of 10 px spans 2x2 locations at stride 8 but
+        stride4: put "p2" (stride 4) in front of them: a mass of 10 px spans 2x2 locations at stride 8 but
             5x5 at stride 4.
     """
 
@@ -129,9 +129,9 @@ class EfficientNetLiteFPN(nn.Module):
         self.out_channels = out_channels
 
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
-        if self.p2 is None:
-            feats = self.body.features(x)
-            return self.fpn(OrderedDict((f"p{i + 3}", f) for i, f in enumerate(feats)))
-        fine, *feats = self.body.features(x, (STRIDE4_STAGE, *FPN_STAGES))
+        feats = self.body.features(x, FPN_STAGES if self.p2 is None else (STRIDE4_STAGE, *FPN_STAGES))
+        fine = feats.pop(0) if self.p2 is not None else None
         out = self.fpn(OrderedDict((f"p{i + 3}", f) for i, f in enumerate(feats)))
+        if self.p2 is None:
+            return out
         return OrderedDict([("p2", self.p2(fine, out["p3"])), *out.items()])
