@@ -127,6 +127,7 @@ class EfficientNetLiteFPN(nn.Module):
         self.fpn = FeaturePyramidNetwork(list(self.body.feature_channels), out_channels)
         self.p2 = Stride4Level(self.body.stage_channels[STRIDE4_STAGE], out_channels) if stride4 else None
         self.out_channels = out_channels
+        self.strides = (4, 8, 16, 32) if stride4 else (8, 16, 32)  # of the returned levels, finest first
 
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
         feats = self.body.features(x, FPN_STAGES if self.p2 is None else (STRIDE4_STAGE, *FPN_STAGES))

@@ -116,7 +116,7 @@ def _fcos_efficientnet_lite(
     # The weights' own input normalisation (TensorFlow's 127/128 for the Lite models).
     kwargs.setdefault("image_mean", list(LITE0_MEAN))
     kwargs.setdefault("image_std", list(LITE0_STD))
-    model = _light_fcos(backbone, num_classes, strides=(4, 8, 16, 32) if stride4 else (8, 16, 32), **kwargs)
+    model = _light_fcos(backbone, num_classes, strides=backbone.strides, **kwargs)
     # Depthwise convolutions run ~1.5x faster channels-last on CPU (measured at 384 px, 2 threads);
     # the format follows the weights into every layer and leaves the state dict unchanged.
     return model.to(memory_format=torch.channels_last)
