@@ -45,6 +45,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+# calcidet code clips a drawing to the film; the drawing itself is this module's own
+from calcidet.data.synth_insert import on_film
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SEED = 20261206
@@ -197,13 +200,12 @@ def insert_mass(rng: np.random.Generator, film: np.ndarray, path: np.ndarray, x0
     The lift at each pixel is ``(1 - v) * (1 - exp(-k * path))``, k set so the densest point removes
     ``opacity`` of the darkness there. None, and the film untouched, when the mass would not show.
     """
-    h, w = film.shape
-    ph, pw = path.shape
-    xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + pw, w), min(y0 + ph, h)
-    if xa >= xb or ya >= yb:
+    covered = on_film(film.shape, path, x0, y0)
+    if covered is None:
         return None
-    part = path[ya - y0:yb - y0, xa - x0:xb - x0]
-    under = film[ya:yb, xa:xb]
+    where, part = covered
+    under = film[where]
+    xa, ya = where[1].start, where[0].start
     dense = part >= 0.5
     if not dense.any():
         return None
