@@ -119,6 +119,15 @@ def outer_soft_tissue(body: np.ndarray, bone: np.ndarray) -> np.ndarray:
     return (outer | (near & ~bone)) & body
 
 
+def _clear_of(ok: np.ndarray, radius: float, taken: list[tuple[float, float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of the ``ok`` pixels where a mass of ``radius`` would not touch one already placed."""
+    yy, xx = np.nonzero(ok)
+    for x, y, r in taken:
+        far = np.hypot(xx - x, yy - y) >= r + radius
+        xx, yy = xx[far], yy[far]
+    return xx, yy
+
+
 def pick_site(rng: np.random.Generator, body: np.ndarray, bone: np.ndarray, radius: float,
               taken: list[tuple[float, float, float]]) -> tuple[float, float] | None:
     """A centre (analysis px) in soft tissue within a radius of bone, by its end if it can, clear of earlier masses."""
@@ -130,10 +139,7 @@ def pick_site(rng: np.random.Generator, body: np.ndarray, bone: np.ndarray, radi
     beside = soft & (to_bone >= 0.2 * radius) & (to_bone <= 1.0 * radius) & (to_air >= 0.5 * radius)
     # beside a bone end; else beside any bone (most bone regions are merged or cut by the film's edge)
     for ok in (beside & (to_end <= 1.5 * radius), beside):
-        yy, xx = np.nonzero(ok)
-        for x, y, r in taken:
-            far = np.hypot(xx - x, yy - y) >= r + radius
-            xx, yy = xx[far], yy[far]
+        xx, yy = _clear_of(ok, radius, taken)
         if len(xx):
             i = int(rng.integers(len(xx)))
             return float(xx[i]), float(yy[i])
@@ -244,10 +250,7 @@ def calcidet_sites(film: np.ndarray, joint: str, view: str, seed: int):
         r_mm = radius * an.spacing
         ok = (real.weight > 0) & (to_bone >= 0.3 * r_mm) & (to_bone <= r_mm + 20.0) & (to_skin >= 0.35 * r_mm)
         ok &= to_edge >= 0.6 * r_mm  # not cut off by the film's edge
-        yy, xx = np.nonzero(ok)
-        for x, y, r in taken:
-            far = np.hypot(xx - x, yy - y) >= r + radius
-            xx, yy = xx[far], yy[far]
+        xx, yy = _clear_of(ok, radius, taken)
         if len(xx) == 0:
             return None
         w = real.weight[yy, xx].astype(np.float64)
@@ -263,9 +266,11 @@ def insert_masses(rng: np.random.Generator, film: np.ndarray, n: int, sites=None
     ``sites``: ``(pick, scale)`` as ``calcidet_sites`` returns, to place masses where calcidet does;
     None places them by this module's own tissue maps.
     """
-    body, bone, scale = tissue_maps(film)
-    pick = pick_site
-    if sites is not None:
+    if sites is None:
+        body, bone, scale = tissue_maps(film)
+        pick = pick_site
+    else:  # calcidet's map: this module's tissue maps are not needed
+        body = bone = None
         pick, scale = sites
     short = min(film.shape)
     noise = film_noise(film)
