@@ -233,7 +233,7 @@ def insert_mass(rng: np.random.Generator, film: np.ndarray, path: np.ndarray, x0
 
 
 def calcidet_sites(film: np.ndarray, joint: str, view: str, seed: int):
-    """A site picker over calcidet's own map of where masses go (``data.synth_real``), for a control set.
+    """A site picker over calcidet's own map of where masses go (``data.synth_real``): the default placement.
 
     With it, the set differs from calcidet's only in how a mass is drawn and added, not where it lies.
     """
@@ -335,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "radiographs" / "fracatlas"))
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--placement", choices=("calcidet", "own"), default="calcidet",
-                    help="where masses go: this module's tissue maps, or calcidet's own site map (a control)")
+                    help="where masses go: calcidet's own site map (default: the sets then differ only in the "
+                         "drawing), or this module's own tissue maps (a stress test)")
     args = ap.parse_args(argv)
     shared = Path(args.shared)
     if not shared.is_dir():
