@@ -297,8 +297,13 @@ def insert_masses(rng: np.random.Generator, film: np.ndarray, n: int, sites=None
     return masses
 
 
-def build(out: Path, shared: Path, seed: int = SEED, limit: int | None = None, placement: str = "calcidet") -> dict:
-    """Write ``out/images/*.png`` and ``out/annotations.json``; the COCO dict."""
+def build(out: Path, shared: Path, seed: int = SEED, limit: int | None = None, placement: str = "calcidet",
+          insert=insert_masses, description: str = "calcidet second-insertion held-out set") -> dict:
+    """Write ``out/images/*.png`` and ``out/annotations.json``; the COCO dict.
+
+    ``insert``: the ``insert_masses`` to draw with (another drawing, e.g. ``third_insertion.py``'s, reuses
+    this harness: the same films, shrinking, counts and placement); ``description`` names the set.
+    """
     from calcidet.data.readers import read_radiograph
     from calcidet.data.synth_backgrounds import list_backgrounds
 
@@ -313,7 +318,7 @@ def build(out: Path, shared: Path, seed: int = SEED, limit: int | None = None, p
             film = cv2.resize(film, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
         n = 0 if rng.random() < NEGATIVE_SHARE else int(rng.choice(COUNTS, p=COUNT_WEIGHTS))
         sites = calcidet_sites(film, bg.joint, bg.view, seed + i) if placement == "calcidet" and n else None
-        masses = insert_masses(rng, film, n, sites)
+        masses = insert(rng, film, n, sites)
         name = f"{i:04d}.png"
         cv2.imwrite(str(out / "images" / name), np.round(np.clip(film, 0, 1) * 255).astype(np.uint8))
         images.append({"id": i + 1, "file_name": name, "width": film.shape[1], "height": film.shape[0],
@@ -322,7 +327,7 @@ def build(out: Path, shared: Path, seed: int = SEED, limit: int | None = None, p
             x, y, w, h = m["bbox"]
             annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": 1, "bbox": m["bbox"],
                                 "area": w * h, "iscrowd": 0, "attributes": m["attributes"]})
-    coco = {"info": {"description": "calcidet second-insertion held-out set", "seed": seed, "placement": placement},
+    coco = {"info": {"description": description, "seed": seed, "placement": placement},
             "images": images, "annotations": annotations,
             "categories": [{"id": 1, "name": "calcinosis", "supercategory": "calcification"}]}
     (out / "annotations.json").write_text(json.dumps(coco))
