@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.benchmark_scripts import load_benchmark
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "radiographs" / "fracatlas"
 
-_spec = importlib.util.spec_from_file_location("second_insertion", REPO / "benchmarks" / "second_insertion.py")
-si = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(si)
+si = load_benchmark("second_insertion")
 
 
 def _limb_film() -> np.ndarray:

@@ -3,19 +3,18 @@ floor, a compositing that stays in 0..1, and a deterministic set of held-out fil
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from tests.benchmark_scripts import load_benchmark
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "radiographs" / "fracatlas"
 
-_spec = importlib.util.spec_from_file_location("third_insertion", REPO / "benchmarks" / "third_insertion.py")
-ti = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ti)
+ti = load_benchmark("third_insertion")
 
 
 def _forearm() -> np.ndarray:
