@@ -4,13 +4,9 @@
 
 The films are the rows of ``benchmarks/real_film_split.csv`` with role ``heldout`` (never trained on,
 never used to choose anything), read from ``../shared/radiographs/fracatlas``. Each film is used
-exactly once (n = 268), seed ``SEED = 20261203``, no DICOM, so the set is the same on every machine:
-``annotations.json`` (COCO, joint and view from the FracAtlas manifest) and ``images/`` (since the
-fixed drawing, a rebuild may differ from another by one grey level in a few pixels of one film:
-benchmarks/RESULTS.md, "A third drawing").
-About a third of the films stay negative (``data.synth.NEGATIVE_SHARE``). Every mass is drawn alike
-(``fixed_drawing``: the generator's default lobule edge, packing, mottling and blur), as when the set was
-first built, while training films randomise the drawing per mass: the set and its figures stay put.
+exactly once (n = 268), seed ``SEED = 20261203``, no DICOM, so the set is the same bytes on every
+machine: ``annotations.json`` (COCO, joint and view from the FracAtlas manifest) and ``images/``.
+About a third of the films stay negative (``data.synth.NEGATIVE_SHARE``).
 Without ``../shared`` (a user's clone) it says so and exits 0.
 """
 
@@ -42,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(SPLIT, newline="") as f:
         n = sum(1 for row in csv.DictReader(f) if row["role"] == ROLE)
     report = synthesize(args.out, n, SEED, backgrounds=SPLIT, background_role=ROLE, background_root=shared,
-                        workers=args.workers, dicom_fraction=0.0,
-                        fixed_drawing=True)  # the set its figures were measured on, whatever training draws
+                        workers=args.workers, dicom_fraction=0.0)
     print(f"held-out real-film test set: {report.images} films, {report.lesions} masses, "
           f"{report.negatives} negatives -> {report.annotations}")
     return 0

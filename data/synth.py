@@ -42,7 +42,7 @@ from calcidet.data.synth_real import analyse_film
 from calcidet.data.synth_writers import FORMAT_WEIGHTS, FORMATS, write_image
 
 log = logging.getLogger("calcidet")
-GENERATOR_VERSION = "2.1"
+GENERATOR_VERSION = "2.0"
 NEGATIVE_SHARE = 0.37  # films without calcinosis
 LESION_COUNTS, LESION_COUNT_WEIGHTS = (1, 2, 3), (0.72, 0.2, 0.08)
 
@@ -161,12 +161,11 @@ def _side_marker(rng: np.random.Generator, film: np.ndarray, letter: str, spacin
 
 
 def make_image(seed: int, index: int, spec: dict[str, Any], size_range: tuple[int, int],
-               dicom_fraction: float, min_conspicuity: float = 0.0, edge_share: float = 0.0,
-               fixed_drawing: bool = False) -> dict[str, Any]:
+               dicom_fraction: float, min_conspicuity: float = 0.0, edge_share: float = 0.0) -> dict[str, Any]:
     """Render film ``index`` of a dataset: pixels (float32 0..1), lesions, distractors and metadata."""
     rng = np.random.default_rng([seed, index])
     if spec.get("background"):
-        item = _real_image(rng, spec, dicom_fraction, min_conspicuity, fixed_drawing)
+        item = _real_image(rng, spec, dicom_fraction, min_conspicuity)
         if edge_share > 0:
             # Edges draw from their own generator: the masses and look-alikes stay what they were without them.
             edge_rng = np.random.default_rng([seed, index, 3])
@@ -200,15 +199,14 @@ def make_image(seed: int, index: int, spec: dict[str, Any], size_range: tuple[in
 
 
 def _real_image(rng: np.random.Generator, spec: dict[str, Any], dicom_fraction: float,
-                min_conspicuity: float = 0.0, fixed_drawing: bool = False) -> dict[str, Any]:
+                min_conspicuity: float = 0.0) -> dict[str, Any]:
     """A real normal film with masses (or none), look-alikes and markers inserted; keeps its size."""
     from calcidet.data.readers import read_radiograph
 
     source = read_radiograph(spec["background"]).image
     real = analyse_film(source, rng, spec["joint"], spec["view"])
     n_lesions = 0 if rng.random() < NEGATIVE_SHARE else int(rng.choice(LESION_COUNTS, p=LESION_COUNT_WEIGHTS))
-    film, lesions, distractors = insert_into_film(rng, source, real, n_lesions, min_conspicuity=min_conspicuity,
-                                                  vary=not fixed_drawing)
+    film, lesions, distractors = insert_into_film(rng, source, real, n_lesions, min_conspicuity=min_conspicuity)
     fmt = "dicom" if rng.random() < dicom_fraction else str(rng.choice(FORMATS, p=FORMAT_WEIGHTS))
     return {"film": film, "lesions": lesions, "distractors": distractors, "joint": spec["joint"],
             "view": spec["view"], "side": "unknown", "spacing": real.spacing, "format": fmt}
@@ -233,8 +231,8 @@ def _init_worker() -> None:
 
 
 def _render_and_write(job: tuple) -> dict[str, Any]:
-    seed, index, spec, size_range, dicom_fraction, min_conspicuity, edge_share, fixed_drawing, out_dir = job
-    item = make_image(seed, index, spec, size_range, dicom_fraction, min_conspicuity, edge_share, fixed_drawing)
+    seed, index, spec, size_range, dicom_fraction, min_conspicuity, edge_share, out_dir = job
+    item = make_image(seed, index, spec, size_range, dicom_fraction, min_conspicuity, edge_share)
     name = write_image(out_dir, index, item, seed)
     h, w = item.pop("film").shape
     return {**item, "index": index, "file_name": name, "width": w, "height": h}
@@ -274,7 +272,7 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
                background_role: str | None = None, background_root: str | Path | None = None,
                workers: int | None = None, dicom_fraction: float = 0.15,
                size_range: tuple[int, int] = (800, 2500), min_conspicuity: float = 0.0,
-               edge_share: float = 0.0, fixed_drawing: bool = False, verbose: bool = True) -> SynthReport:
+               edge_share: float = 0.0, verbose: bool = True) -> SynthReport:
     """Write ``n`` synthetic films and their COCO annotations to ``out_dir``.
 
     Args:
@@ -295,10 +293,6 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
             the contrast floor. Every mass records its conspicuity either way.
         edge_share: with backgrounds, the share of films that get collimator or plate edges drawn
             clear of their masses (``data.synth_edges``): hard negatives. 0 leaves every film as it was.
-        fixed_drawing: with backgrounds, draw every mass with the generator's one default drawing
-            instead of randomising lobule edge, packing, mottling and blur per mass
-            (``data.synth_insert.vary_drawing``). The held-out test set is built so: its films stay
-            what they were when its figures were measured.
         verbose: log the throughput at the end (info level of the ``calcidet`` logger).
 
     Returns:
@@ -309,7 +303,7 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
     (out / "images").mkdir(parents=True, exist_ok=True)
     bg_files = list_backgrounds(backgrounds, background_role, background_root) if backgrounds is not None else None
     specs = _plan(seed, n, bg_files)
-    jobs = [(seed, i, specs[i], tuple(size_range), dicom_fraction, min_conspicuity, edge_share, fixed_drawing, out)
+    jobs = [(seed, i, specs[i], tuple(size_range), dicom_fraction, min_conspicuity, edge_share, out)
             for i in range(n)]
     workers = min(workers or os.cpu_count() or 1, n)
     if workers > 1:
@@ -339,7 +333,7 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
     coco = {"info": {"description": "calcidet synthetic radiographs with periarticular calcinosis",
                      "generator": "calcidet.data.synth", "version": GENERATOR_VERSION, "seed": seed,
                      "backgrounds": bool(bg_files), "min_conspicuity": min_conspicuity,
-                     "edge_share": edge_share, "fixed_drawing": fixed_drawing},
+                     "edge_share": edge_share},
             "images": images, "annotations": annotations,
             "categories": [{"id": 1, "name": "calcinosis", "supercategory": "calcification"}]}
     (out / "annotations.json").write_text(json.dumps(coco, indent=1, sort_keys=True) + "\n")

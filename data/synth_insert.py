@@ -25,13 +25,10 @@ The label: a mass's COCO box is the extent of its own added attenuation at or ab
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import cv2
 import numpy as np
 
 from calcidet.data.synth_anatomy import distance_mm
-from calcidet.data.synth_lesion_priors import LESION, LesionPriors
 from calcidet.data.synth_lesions import (
     PATTERN_WEIGHTS,
     PATTERNS,
@@ -54,40 +51,18 @@ OVERSAMPLE, MAX_RENDER_PX = 3, 200  # draw masses up to 3x finer than the film (
 # films: under 1 the mass is lost in the bone's structure, over 2.5 it stands out at a glance.
 VISIBILITY_BUCKETS: tuple[tuple[str, float], ...] = (("faint", 1.0), ("subtle", 2.5), ("clear", np.inf))
 RENDER_BLUR_PX = 0.35  # blur the drawing already has on the film grid (area averaging, drawing blur)
-# The drawing itself is randomised per mass too: a model that knows one lobule profile, one packing and
-# one blur misses masses drawn otherwise (README "A second drawing": crisp, granular masses were missed).
-LOBULE_EDGE = (0.3, 1.0)  # lobule profile exponent: flat-topped, crisp granules (0.3) to soft puffs (1)
-PACKING_GAP = (0.7, 1.15)  # merged cloud (0.7) to separate granules with lucent clefts between them
-CHALK_GAIN = (0.15, 0.9)  # how uneven the calcium is inside the mass (mottled at 0.9)
-CHALK_CELL_MM = (1.0, 4.0)  # ... and at what scale, log-uniform
-BLUR_MISMATCH = (0.7, 1.4)  # the mass's blur / the film's own, log-uniform: insertions are never exact
-
-
-def vary_drawing(rng: np.random.Generator, base: LesionPriors = LESION) -> tuple[LesionPriors, float]:
-    """One mass's drawing knobs (lobule edge, packing, mottling) and its blur factor, drawn at random."""
-    gain = rng.uniform(*CHALK_GAIN)
-    priors = replace(base, cloud_edge=rng.uniform(*LOBULE_EDGE), packing_gap=rng.uniform(*PACKING_GAP),
-                     chalk_gain=gain, chalk_base=1.0 - gain / 2,  # mean density unchanged
-                     chalk_cell_mm=float(np.exp(rng.uniform(*np.log(CHALK_CELL_MM)))))
-    return priors, float(np.exp(rng.uniform(*np.log(BLUR_MISMATCH))))
 
 
 def render_mass(rng: np.random.Generator, real: RealFilm, diameter_px: float, pattern: str, density: float,
-                lobule: float, vary: bool = True) -> np.ndarray:
-    """A mass's added attenuation at film resolution: drawn finer, area-averaged, blurred about as the film is.
-
-    ``vary``: draw this mass's lobule edge, packing, mottling and blur at random
-    (``vary_drawing``); False keeps ``LESION``'s and the film's blur.
-    """
+                lobule: float) -> np.ndarray:
+    """A mass's added attenuation at film resolution: drawn finer, area-averaged, blurred like the film."""
     os_ = int(np.clip(MAX_RENDER_PX // max(1.3 * diameter_px, 1.0), 1, OVERSAMPLE))
-    priors, blur = vary_drawing(rng) if vary else (LESION, 1.0)
-    patch = render_calcinosis(rng, diameter_px * real.spacing, real.spacing / os_, pattern, density, lobule=lobule,
-                              priors=priors)
+    patch = render_calcinosis(rng, diameter_px * real.spacing, real.spacing / os_, pattern, density, lobule=lobule)
     if os_ > 1:  # area-average onto the film's grid, as the film itself was downsampled
         n = -(-patch.shape[0] // os_)
         patch = np.pad(patch, (0, n * os_ - patch.shape[0]))
         patch = cv2.resize(patch, (n, n), interpolation=cv2.INTER_AREA)
-    extra = float(np.sqrt(max((blur * real.blur_px) ** 2 - RENDER_BLUR_PX**2, 0.0)))
+    extra = float(np.sqrt(max(real.blur_px**2 - RENDER_BLUR_PX**2, 0.0)))
     if extra > 0.1:
         pad = int(np.ceil(3 * extra)) + 1
         patch = cv2.GaussianBlur(np.pad(patch, pad), (0, 0), extra)
@@ -193,7 +168,7 @@ def boost_to_visible(film: np.ndarray, real: RealFilm, patch: np.ndarray, x0: in
 
 
 def _place_masses(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_lesions: int,
-                  delta: np.ndarray, min_conspicuity: float = 0.0, vary: bool = True) -> tuple[list[dict], np.ndarray]:
+                  delta: np.ndarray, min_conspicuity: float = 0.0) -> tuple[list[dict], np.ndarray]:
     """Masses into ``delta`` (in place); returns their records and the working-resolution busy mask."""
     an = real.anatomy
     ws, scale = an.spacing, an.spacing / real.spacing
@@ -219,8 +194,7 @@ def _place_masses(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_
             continue
         pattern = str(rng.choice(PATTERNS, p=PATTERN_WEIGHTS))
         density = float(np.exp(rng.uniform(*np.log(DENSITY))))
-        patch = render_mass(rng, real, frac * short, pattern, density, float(np.exp(rng.uniform(*np.log(LOBULE)))),
-                            vary)
+        patch = render_mass(rng, real, frac * short, pattern, density, float(np.exp(rng.uniform(*np.log(LOBULE)))))
         x0 = int(round(centre[0] * scale)) - patch.shape[1] // 2
         y0 = int(round(centre[1] * scale)) - patch.shape[0] // 2
         boost = boost_to_visible(film, real, patch, x0, y0, min_conspicuity)
@@ -242,8 +216,7 @@ def _place_masses(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_
 
 
 def insert_into_film(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_lesions: int,
-                     markers: bool = True, min_conspicuity: float = 0.0, vary: bool = True
-                     ) -> tuple[np.ndarray, list[dict], list[dict]]:
+                     markers: bool = True, min_conspicuity: float = 0.0) -> tuple[np.ndarray, list[dict], list[dict]]:
     """Insert masses, look-alikes and markers into a real film.
 
     Args:
@@ -254,7 +227,6 @@ def insert_into_film(rng: np.random.Generator, film: np.ndarray, real: RealFilm,
         markers: burn in side letters, text and rulers (hard negatives).
         min_conspicuity: draw each mass denser until its ``conspicuity`` reaches this (within
             ``MAX_BOOST``), else leave it out; 0 keeps the ``MIN_CONTRAST`` floor alone.
-        vary: randomise each mass's drawing (``vary_drawing``); False draws them all alike.
 
     Returns:
         ``(film, lesions, distractors)``: the new film (float32 0..1); lesions with ``bbox`` (COCO xywh,
@@ -262,7 +234,7 @@ def insert_into_film(rng: np.random.Generator, film: np.ndarray, real: RealFilm,
         units), ``conspicuity`` and ``visibility``; distractors with ``kind`` and ``bbox``, never labelled.
     """
     delta = np.zeros(film.shape, np.float32)
-    lesions, busy = _place_masses(rng, film, real, n_lesions, delta, min_conspicuity, vary)
+    lesions, busy = _place_masses(rng, film, real, n_lesions, delta, min_conspicuity)
     # Look-alikes are drawn on the film's grid; blur them as the film is blurred.
     extra = np.zeros(film.shape, np.float32)
     clear = ~cv2.dilate(busy.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)

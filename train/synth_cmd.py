@@ -39,9 +39,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --backgrounds: share of films that get collimator or plate edges (shutters, "
                              "plate borders, split-plate bars) drawn clear of their masses, as hard negatives "
                              "(default 0)")
-    parser.add_argument("--fixed-drawing", action="store_true",
-                        help="with --backgrounds: draw every mass alike (the generator's default lobule edge, "
-                             "packing, mottling and blur) instead of randomising the drawing per mass")
     parser.add_argument("--preview", help="write a contact sheet PNG of the first 24 films with their boxes")
     args = parser.parse_args(argv)
     if args.n < 1:
@@ -61,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     synthesize(args.out, args.n, args.seed, backgrounds=args.backgrounds, background_role=args.background_role,
                background_root=args.background_root, workers=args.workers,
                dicom_fraction=args.dicom_fraction, size_range=(args.min_size, args.max_size),
-               min_conspicuity=args.min_conspicuity, edge_share=args.edges, fixed_drawing=args.fixed_drawing)
+               min_conspicuity=args.min_conspicuity, edge_share=args.edges)
     if args.preview:
         print(f"preview: {write_contact_sheet(args.out, args.preview)}")
     return 0
