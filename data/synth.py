@@ -161,11 +161,14 @@ def _side_marker(rng: np.random.Generator, film: np.ndarray, letter: str, spacin
 
 
 def make_image(seed: int, index: int, spec: dict[str, Any], size_range: tuple[int, int],
-               dicom_fraction: float, min_conspicuity: float = 0.0, edge_share: float = 0.0) -> dict[str, Any]:
+               dicom_fraction: float, min_conspicuity: float = 0.0, edge_share: float = 0.0,
+               volume_share: float = 0.0) -> dict[str, Any]:
     """Render film ``index`` of a dataset: pixels (float32 0..1), lesions, distractors and metadata."""
     rng = np.random.default_rng([seed, index])
     if spec.get("background"):
-        item = _real_image(rng, spec, dicom_fraction, min_conspicuity)
+        # Each mass's drawing is picked by its own generator: at volume_share 0 nothing is drawn from it.
+        drawing_rng = np.random.default_rng([seed, index, 4])
+        item = _real_image(rng, spec, dicom_fraction, min_conspicuity, volume_share, drawing_rng)
         if edge_share > 0:
             # Edges draw from their own generator: the masses and look-alikes stay what they were without them.
             edge_rng = np.random.default_rng([seed, index, 3])
@@ -199,14 +202,16 @@ def make_image(seed: int, index: int, spec: dict[str, Any], size_range: tuple[in
 
 
 def _real_image(rng: np.random.Generator, spec: dict[str, Any], dicom_fraction: float,
-                min_conspicuity: float = 0.0) -> dict[str, Any]:
+                min_conspicuity: float = 0.0, volume_share: float = 0.0,
+                drawing_rng: np.random.Generator | None = None) -> dict[str, Any]:
     """A real normal film with masses (or none), look-alikes and markers inserted; keeps its size."""
     from calcidet.data.readers import read_radiograph
 
     source = read_radiograph(spec["background"]).image
     real = analyse_film(source, rng, spec["joint"], spec["view"])
     n_lesions = 0 if rng.random() < NEGATIVE_SHARE else int(rng.choice(LESION_COUNTS, p=LESION_COUNT_WEIGHTS))
-    film, lesions, distractors = insert_into_film(rng, source, real, n_lesions, min_conspicuity=min_conspicuity)
+    film, lesions, distractors = insert_into_film(rng, source, real, n_lesions, min_conspicuity=min_conspicuity,
+                                                  volume_share=volume_share, drawing_rng=drawing_rng)
     fmt = "dicom" if rng.random() < dicom_fraction else str(rng.choice(FORMATS, p=FORMAT_WEIGHTS))
     return {"film": film, "lesions": lesions, "distractors": distractors, "joint": spec["joint"],
             "view": spec["view"], "side": "unknown", "spacing": real.spacing, "format": fmt}
@@ -231,8 +236,8 @@ def _init_worker() -> None:
 
 
 def _render_and_write(job: tuple) -> dict[str, Any]:
-    seed, index, spec, size_range, dicom_fraction, min_conspicuity, edge_share, out_dir = job
-    item = make_image(seed, index, spec, size_range, dicom_fraction, min_conspicuity, edge_share)
+    seed, index, spec, size_range, dicom_fraction, min_conspicuity, edge_share, volume_share, out_dir = job
+    item = make_image(seed, index, spec, size_range, dicom_fraction, min_conspicuity, edge_share, volume_share)
     name = write_image(out_dir, index, item, seed)
     h, w = item.pop("film").shape
     return {**item, "index": index, "file_name": name, "width": w, "height": h}
@@ -272,7 +277,7 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
                background_role: str | None = None, background_root: str | Path | None = None,
                workers: int | None = None, dicom_fraction: float = 0.15,
                size_range: tuple[int, int] = (800, 2500), min_conspicuity: float = 0.0,
-               edge_share: float = 0.0, verbose: bool = True) -> SynthReport:
+               edge_share: float = 0.0, volume_share: float = 0.0, verbose: bool = True) -> SynthReport:
     """Write ``n`` synthetic films and their COCO annotations to ``out_dir``.
 
     Args:
@@ -293,6 +298,10 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
             the contrast floor. Every mass records its conspicuity either way.
         edge_share: with backgrounds, the share of films that get collimator or plate edges drawn
             clear of their masses (``data.synth_edges``): hard negatives. 0 leaves every film as it was.
+        volume_share: with backgrounds, the share of masses drawn by the volume model
+            (``data.synth_mass_volume``: loculi of a 3D capsule, projected) instead of the 2D lobules
+            (``data.synth_lesions.render_calcinosis``); each mass then records its ``drawing``. 0
+            leaves every film as it was.
         verbose: log the throughput at the end (info level of the ``calcidet`` logger).
 
     Returns:
@@ -303,7 +312,7 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
     (out / "images").mkdir(parents=True, exist_ok=True)
     bg_files = list_backgrounds(backgrounds, background_role, background_root) if backgrounds is not None else None
     specs = _plan(seed, n, bg_files)
-    jobs = [(seed, i, specs[i], tuple(size_range), dicom_fraction, min_conspicuity, edge_share, out)
+    jobs = [(seed, i, specs[i], tuple(size_range), dicom_fraction, min_conspicuity, edge_share, volume_share, out)
             for i in range(n)]
     workers = min(workers or os.cpu_count() or 1, n)
     if workers > 1:
@@ -333,7 +342,7 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
     coco = {"info": {"description": "calcidet synthetic radiographs with periarticular calcinosis",
                      "generator": "calcidet.data.synth", "version": GENERATOR_VERSION, "seed": seed,
                      "backgrounds": bool(bg_files), "min_conspicuity": min_conspicuity,
-                     "edge_share": edge_share},
+                     "edge_share": edge_share, **({"volume_share": volume_share} if volume_share else {})},
             "images": images, "annotations": annotations,
             "categories": [{"id": 1, "name": "calcinosis", "supercategory": "calcification"}]}
     (out / "annotations.json").write_text(json.dumps(coco, indent=1, sort_keys=True) + "\n")

@@ -37,6 +37,7 @@ from calcidet.data.synth_lesions import (
     render_calcinosis,
 )
 from calcidet.data.synth_markers import burn_markers
+from calcidet.data.synth_mass_volume import render_mass_volume
 from calcidet.data.synth_real import RealFilm, add_attenuation, to_logit
 
 BOX_DENSITY_FRACTION = 0.15  # the box holds every pixel where the mass adds >= 15% of its peak attenuation
@@ -50,14 +51,20 @@ OVERSAMPLE, MAX_RENDER_PX = 3, 200  # draw masses up to 3x finer than the film (
 # Conspicuity (lift / clutter) groups: name, upper bound. Set by eye on contact sheets of the held-out
 # films: under 1 the mass is lost in the bone's structure, over 2.5 it stands out at a glance.
 VISIBILITY_BUCKETS: tuple[tuple[str, float], ...] = (("faint", 1.0), ("subtle", 2.5), ("clear", np.inf))
+DRAWINGS = {"lobules": render_calcinosis, "volume": render_mass_volume}
 RENDER_BLUR_PX = 0.35  # blur the drawing already has on the film grid (area averaging, drawing blur)
 
 
 def render_mass(rng: np.random.Generator, real: RealFilm, diameter_px: float, pattern: str, density: float,
-                lobule: float) -> np.ndarray:
-    """A mass's added attenuation at film resolution: drawn finer, area-averaged, blurred like the film."""
+                lobule: float, drawing: str = "lobules") -> np.ndarray:
+    """A mass's added attenuation at film resolution: drawn finer, area-averaged, blurred like the film.
+
+    ``drawing``: "lobules" (``render_calcinosis``: 2D lobules packed in an outline) or "volume"
+    (``render_mass_volume``: loculi of a 3D capsule, projected), two models written apart.
+    """
     os_ = int(np.clip(MAX_RENDER_PX // max(1.3 * diameter_px, 1.0), 1, OVERSAMPLE))
-    patch = render_calcinosis(rng, diameter_px * real.spacing, real.spacing / os_, pattern, density, lobule=lobule)
+    draw = DRAWINGS[drawing]
+    patch = draw(rng, diameter_px * real.spacing, real.spacing / os_, pattern, density, lobule=lobule)
     if os_ > 1:  # area-average onto the film's grid, as the film itself was downsampled
         n = -(-patch.shape[0] // os_)
         patch = np.pad(patch, (0, n * os_ - patch.shape[0]))
@@ -168,8 +175,13 @@ def boost_to_visible(film: np.ndarray, real: RealFilm, patch: np.ndarray, x0: in
 
 
 def _place_masses(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_lesions: int,
-                  delta: np.ndarray, min_conspicuity: float = 0.0) -> tuple[list[dict], np.ndarray]:
-    """Masses into ``delta`` (in place); returns their records and the working-resolution busy mask."""
+                  delta: np.ndarray, min_conspicuity: float = 0.0, volume_share: float = 0.0,
+                  drawing_rng: np.random.Generator | None = None) -> tuple[list[dict], np.ndarray]:
+    """Masses into ``delta`` (in place); returns their records and the working-resolution busy mask.
+
+    ``volume_share`` of the masses are drawn by the volume model, chosen with ``drawing_rng`` so that
+    ``rng``'s draws, and the films, stay as they were at share 0.
+    """
     an = real.anatomy
     ws, scale = an.spacing, an.spacing / real.spacing
     hw, ww = an.body.shape
@@ -194,7 +206,11 @@ def _place_masses(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_
             continue
         pattern = str(rng.choice(PATTERNS, p=PATTERN_WEIGHTS))
         density = float(np.exp(rng.uniform(*np.log(DENSITY))))
-        patch = render_mass(rng, real, frac * short, pattern, density, float(np.exp(rng.uniform(*np.log(LOBULE)))))
+        drawing = "lobules"
+        if volume_share > 0 and drawing_rng.random() < volume_share:
+            drawing = "volume"
+        patch = render_mass(rng, real, frac * short, pattern, density, float(np.exp(rng.uniform(*np.log(LOBULE)))),
+                            drawing)
         x0 = int(round(centre[0] * scale)) - patch.shape[1] // 2
         y0 = int(round(centre[1] * scale)) - patch.shape[0] // 2
         boost = boost_to_visible(film, real, patch, x0, y0, min_conspicuity)
@@ -212,11 +228,14 @@ def _place_masses(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_
                         "diameter_frac": round(frac, 4), "density": round(density, 3),
                         "contrast": _contrast(film, real, part, where), "conspicuity": seen,
                         "visibility": visibility(seen)})
+        if volume_share > 0:  # recorded only when mixing: films made without it keep their bytes
+            lesions[-1]["drawing"] = drawing
     return lesions, busy
 
 
 def insert_into_film(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_lesions: int,
-                     markers: bool = True, min_conspicuity: float = 0.0) -> tuple[np.ndarray, list[dict], list[dict]]:
+                     markers: bool = True, min_conspicuity: float = 0.0, volume_share: float = 0.0,
+                     drawing_rng: np.random.Generator | None = None) -> tuple[np.ndarray, list[dict], list[dict]]:
     """Insert masses, look-alikes and markers into a real film.
 
     Args:
@@ -227,14 +246,19 @@ def insert_into_film(rng: np.random.Generator, film: np.ndarray, real: RealFilm,
         markers: burn in side letters, text and rulers (hard negatives).
         min_conspicuity: draw each mass denser until its ``conspicuity`` reaches this (within
             ``MAX_BOOST``), else leave it out; 0 keeps the ``MIN_CONTRAST`` floor alone.
+        volume_share: share of masses drawn by ``render_mass_volume`` instead of ``render_calcinosis``
+            (each mass then records its ``drawing``), chosen with ``drawing_rng``.
+        drawing_rng: the generator that picks each mass's drawing (needed when ``volume_share`` > 0).
 
     Returns:
         ``(film, lesions, distractors)``: the new film (float32 0..1); lesions with ``bbox`` (COCO xywh,
         film px), ``pattern``, ``diameter_mm``, ``diameter_frac``, ``density``, ``contrast`` (display
         units), ``conspicuity`` and ``visibility``; distractors with ``kind`` and ``bbox``, never labelled.
     """
+    if volume_share > 0 and drawing_rng is None:
+        raise ValueError("volume_share > 0 needs a drawing_rng to pick each mass's drawing")
     delta = np.zeros(film.shape, np.float32)
-    lesions, busy = _place_masses(rng, film, real, n_lesions, delta, min_conspicuity)
+    lesions, busy = _place_masses(rng, film, real, n_lesions, delta, min_conspicuity, volume_share, drawing_rng)
     # Look-alikes are drawn on the film's grid; blur them as the film is blurred.
     extra = np.zeros(film.shape, np.float32)
     clear = ~cv2.dilate(busy.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)

@@ -62,11 +62,12 @@ def test_split_roles_are_disjoint_and_demo_is_exactly_the_vendored_films() -> No
     assert len(roles["heldout"]) == 268
 
 
+@pytest.mark.parametrize("drawing", ["lobules", "volume"])
 @pytest.mark.parametrize("name", ["hand_wrist_forearm/IMG0000359.jpg", "hip_pelvis/IMG0000726.jpg"])
-def test_box_is_the_inserted_mass_above_the_stated_density(name: str) -> None:
+def test_box_is_the_inserted_mass_above_the_stated_density(name: str, drawing: str) -> None:
     film = read_radiograph(FILMS / name).image
     real = analyse_film(film, np.random.default_rng(0))
-    patch = render_mass(np.random.default_rng(1), real, 0.12 * min(film.shape), "cystic", 1.0, 0.15)
+    patch = render_mass(np.random.default_rng(1), real, 0.12 * min(film.shape), "cystic", 1.0, 0.15, drawing)
     delta = np.zeros(film.shape, np.float32)
     h, w = film.shape
     box, _ = place_patch(delta, patch, w // 2 - patch.shape[1] // 2, h // 2 - patch.shape[0] // 2)
@@ -199,6 +200,24 @@ def test_synthesize_with_a_conspicuity_floor_labels_only_masses_above_it(tmp_pat
     seen = [a["attributes"]["conspicuity"] for a in coco["annotations"]]
     assert coco["info"]["min_conspicuity"] == 1.5 and len(seen) >= 3
     assert min(seen) >= 1.5 and {a["attributes"]["visibility"] for a in coco["annotations"]} <= {"subtle", "clear"}
+
+
+def test_volume_share_draws_that_share_by_the_volume_model(tmp_path: Path) -> None:
+    picks = [r for r in _rows(FILMS / "manifest.csv") if r["category"] == "hand_wrist_forearm"][:3]
+    listing = tmp_path / "films.txt"
+    listing.write_text("\n".join(r["file"] for r in picks) + "\n")
+    coco = {}
+    for share in (0.0, 1.0):
+        synthesize(tmp_path / str(share), n=6, seed=7, backgrounds=listing, background_root=FILMS, workers=1,
+                   dicom_fraction=0.0, volume_share=share, verbose=False)
+        coco[share] = json.loads((tmp_path / str(share) / "annotations.json").read_text())
+    # Share 0 writes what calcidet wrote before the option (no new keys), so earlier sets rebuild as they were.
+    assert "volume_share" not in coco[0.0]["info"]
+    assert all("drawing" not in a["attributes"] for a in coco[0.0]["annotations"])
+    drawn = coco[1.0]["annotations"]
+    assert coco[1.0]["info"]["volume_share"] == 1.0 and len(drawn) >= 2
+    assert {a["attributes"]["drawing"] for a in drawn} == {"volume"}
+    assert all(a["attributes"]["contrast"] >= MIN_CONTRAST for a in drawn)
 
 
 def test_heldout_role_selects_only_heldout_films() -> None:

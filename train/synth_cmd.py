@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --backgrounds: share of films that get collimator or plate edges (shutters, "
                              "plate borders, split-plate bars) drawn clear of their masses, as hard negatives "
                              "(default 0)")
+    parser.add_argument("--volume-share", type=float, default=0.0,
+                        help="with --backgrounds: share of masses drawn by the volume model (loculi of a 3D "
+                             "capsule, projected) instead of 2D lobules; each mass records its drawing (default 0)")
     parser.add_argument("--preview", help="write a contact sheet PNG of the first 24 films with their boxes")
     args = parser.parse_args(argv)
     if args.n < 1:
@@ -51,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--min-conspicuity must be at least 0")
     if not 0.0 <= args.edges <= 1.0:
         parser.error("--edges must be between 0 and 1")
+    if not 0.0 <= args.volume_share <= 1.0:
+        parser.error("--volume-share must be between 0 and 1")
+    if args.volume_share and not args.backgrounds:
+        parser.error("--volume-share needs --backgrounds (procedural films draw 2D lobules)")
     if args.edges and not args.backgrounds:
         parser.error("--edges needs --backgrounds (procedural films draw their own collimation)")
     if (args.background_role or args.background_root) and not args.backgrounds:
@@ -58,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     synthesize(args.out, args.n, args.seed, backgrounds=args.backgrounds, background_role=args.background_role,
                background_root=args.background_root, workers=args.workers,
                dicom_fraction=args.dicom_fraction, size_range=(args.min_size, args.max_size),
-               min_conspicuity=args.min_conspicuity, edge_share=args.edges)
+               min_conspicuity=args.min_conspicuity, edge_share=args.edges, volume_share=args.volume_share)
     if args.preview:
         print(f"preview: {write_contact_sheet(args.out, args.preview)}")
     return 0
