@@ -63,20 +63,19 @@ def _rotation(rng: np.random.Generator) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-def _capsule(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A few ellipsoids (centres, inverse-axis rotation matrices, semi-axes) inside the unit ball."""
+def _capsule(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A few ellipsoids inside the unit ball: their centres, and rotations scaled by inverse semi-axes."""
     k = int(rng.integers(LOBES[0], LOBES[1] + 1))
     squash = np.array([1.0, rng.uniform(0.6, 1.0), rng.uniform(0.45, 1.0)])  # the mass's overall shape
     whole = _rotation(rng)
-    centres, mats, axes = [], [], []
+    centres, mats = [], []
     for j in range(k):
         a = rng.uniform(0.5, 0.95, 3) * (1.0 if j == 0 else 0.8)
         c = whole @ (squash * rng.normal(0, 0.22, 3)) if j else np.zeros(3)
         a = a * min(1.0, 0.98 / (np.linalg.norm(c) + a.max()))  # stay inside the unit ball
         centres.append(c)
         mats.append(_rotation(rng).T / a[:, None])
-        axes.append(a)
-    return np.array(centres), np.array(mats), np.array(axes)
+    return np.array(centres), np.array(mats)
 
 
 def _inside(p: np.ndarray, centres: np.ndarray, mats: np.ndarray) -> np.ndarray:
@@ -87,10 +86,10 @@ def _inside(p: np.ndarray, centres: np.ndarray, mats: np.ndarray) -> np.ndarray:
     return q < 1.0
 
 
-def _seeds(rng: np.random.Generator, caps: tuple, lobule: float) -> np.ndarray:
+def _seeds(rng: np.random.Generator, caps: tuple[np.ndarray, np.ndarray], lobule: float) -> np.ndarray:
     """Uniform random seeds in the capsule, as many as loculi of radius ``lobule`` fill it."""
     cand = rng.uniform(-1, 1, (4000, 3))
-    inside = cand[_inside(cand, caps[0], caps[1])]
+    inside = cand[_inside(cand, *caps)]
     # Scale the capsule so that, with the outer loculi's bulges, the mass spans its diameter in the image.
     fit = (1.0 - 0.8 * lobule) / float(np.hypot(inside[:, 0], inside[:, 1]).max())
     inside, volume = inside * fit, 8.0 * fit**3 * len(inside) / len(cand)
@@ -216,7 +215,8 @@ def render_mass_volume(rng: np.random.Generator, diameter_mm: float, spacing_mm:
 
     Returns:
         float32 P x P, P ~ 1.3 x diameter / spacing (more for tiny masses), in line-integral units
-        of attenuation; at density 1 the densest ray is ~0.035-0.05 per mm of diameter.
+        of attenuation; at density 1 the densest ray is ``PEAK_20MM * (diameter / 20 mm) ** PEAK_EXPONENT``
+        times 0.82-1.12 (0.037-0.050 per mm at 50 mm, 0.055-0.075 at 8 mm: small masses are denser per mm).
     """
     if pattern not in PATTERNS:
         raise ValueError(f"pattern must be one of {PATTERNS}, not {pattern!r}")
