@@ -36,7 +36,7 @@ import numpy as np
 from calcidet.data.synth_anatomy import FIELD_OF_VIEW_MM, JOINT_WEIGHTS, render_anatomy
 from calcidet.data.synth_backgrounds import Background, list_backgrounds
 from calcidet.data.synth_edges import add_edges
-from calcidet.data.synth_insert import insert_into_film
+from calcidet.data.synth_insert import MassOptions, insert_into_film
 from calcidet.data.synth_lesions import insert_findings
 from calcidet.data.synth_real import analyse_film
 from calcidet.data.synth_writers import FORMAT_WEIGHTS, FORMATS, write_image
@@ -45,6 +45,27 @@ log = logging.getLogger("calcidet")
 GENERATOR_VERSION = "2.0"
 NEGATIVE_SHARE = 0.37  # films without calcinosis
 LESION_COUNTS, LESION_COUNT_WEIGHTS = (1, 2, 3), (0.72, 0.2, 0.08)
+
+
+@dataclass(frozen=True)
+class FilmOptions:
+    """What every film of one dataset shares (``synthesize`` gives each its meaning).
+
+    One object passes them from ``synthesize`` down to the worker that draws a film, so an option is
+    added in one place rather than in every signature on the way.
+    """
+
+    size_range: tuple[int, int] = (800, 2500)
+    dicom_fraction: float = 0.15
+    edge_share: float = 0.0
+    masses: MassOptions = MassOptions()
+
+    def __post_init__(self) -> None:
+        if not 0 < self.size_range[0] <= self.size_range[1]:
+            raise ValueError(f"size_range must be (min, max) with 0 < min <= max, got {self.size_range}")
+        for name in ("dicom_fraction", "edge_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -160,22 +181,21 @@ def _side_marker(rng: np.random.Generator, film: np.ndarray, letter: str, spacin
     np.maximum(film, mark.astype(np.float32) / 255 * rng.uniform(0.9, 1.0), out=film)
 
 
-def make_image(seed: int, index: int, spec: dict[str, Any], size_range: tuple[int, int],
-               dicom_fraction: float, min_conspicuity: float = 0.0, edge_share: float = 0.0,
-               volume_share: float = 0.0) -> dict[str, Any]:
+def make_image(seed: int, index: int, spec: dict[str, Any], options: FilmOptions = FilmOptions()) -> dict[str, Any]:
     """Render film ``index`` of a dataset: pixels (float32 0..1), lesions, distractors and metadata."""
     rng = np.random.default_rng([seed, index])
     if spec.get("background"):
         # Each mass's drawing is picked by its own generator: at volume_share 0 nothing is drawn from it.
         drawing_rng = np.random.default_rng([seed, index, 4])
-        item = _real_image(rng, spec, dicom_fraction, min_conspicuity, volume_share, drawing_rng)
-        if edge_share > 0:
+        item = _real_image(rng, spec, options, drawing_rng)
+        if options.edge_share > 0:
             # Edges draw from their own generator: the masses and look-alikes stay what they were without them.
             edge_rng = np.random.default_rng([seed, index, 3])
             item["edges"] = False
-            if edge_rng.random() < edge_share:
+            if edge_rng.random() < options.edge_share:
                 _add_edges(edge_rng, item)
         return item
+    size_range, dicom_fraction = options.size_range, options.dicom_fraction
     longest = int(rng.integers(size_range[0], size_range[1] + 1))
     short = int(longest * rng.uniform(0.72, 0.9))
     portrait = rng.random() < (0.5 if spec["joint"] in ("hip", "shoulder") else 0.8)
@@ -201,18 +221,17 @@ def make_image(seed: int, index: int, spec: dict[str, Any], size_range: tuple[in
             "view": spec["view"], "side": side, "spacing": spacing, "format": fmt}
 
 
-def _real_image(rng: np.random.Generator, spec: dict[str, Any], dicom_fraction: float,
-                min_conspicuity: float = 0.0, volume_share: float = 0.0,
-                drawing_rng: np.random.Generator | None = None) -> dict[str, Any]:
+def _real_image(rng: np.random.Generator, spec: dict[str, Any], options: FilmOptions,
+                drawing_rng: np.random.Generator) -> dict[str, Any]:
     """A real normal film with masses (or none), look-alikes and markers inserted; keeps its size."""
     from calcidet.data.readers import read_radiograph
 
     source = read_radiograph(spec["background"]).image
     real = analyse_film(source, rng, spec["joint"], spec["view"])
     n_lesions = 0 if rng.random() < NEGATIVE_SHARE else int(rng.choice(LESION_COUNTS, p=LESION_COUNT_WEIGHTS))
-    film, lesions, distractors = insert_into_film(rng, source, real, n_lesions, min_conspicuity=min_conspicuity,
-                                                  volume_share=volume_share, drawing_rng=drawing_rng)
-    fmt = "dicom" if rng.random() < dicom_fraction else str(rng.choice(FORMATS, p=FORMAT_WEIGHTS))
+    film, lesions, distractors = insert_into_film(rng, source, real, n_lesions, options=options.masses,
+                                                  drawing_rng=drawing_rng)
+    fmt = "dicom" if rng.random() < options.dicom_fraction else str(rng.choice(FORMATS, p=FORMAT_WEIGHTS))
     return {"film": film, "lesions": lesions, "distractors": distractors, "joint": spec["joint"],
             "view": spec["view"], "side": "unknown", "spacing": real.spacing, "format": fmt}
 
@@ -236,8 +255,8 @@ def _init_worker() -> None:
 
 
 def _render_and_write(job: tuple) -> dict[str, Any]:
-    seed, index, spec, size_range, dicom_fraction, min_conspicuity, edge_share, volume_share, out_dir = job
-    item = make_image(seed, index, spec, size_range, dicom_fraction, min_conspicuity, edge_share, volume_share)
+    seed, index, spec, options, out_dir = job
+    item = make_image(seed, index, spec, options)
     name = write_image(out_dir, index, item, seed)
     h, w = item.pop("film").shape
     return {**item, "index": index, "file_name": name, "width": w, "height": h}
@@ -308,12 +327,12 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, *, backgrounds: str |
         Counts and timing of what was written.
     """
     start = time.perf_counter()
+    options = FilmOptions(tuple(size_range), dicom_fraction, edge_share, MassOptions(min_conspicuity, volume_share))
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     bg_files = list_backgrounds(backgrounds, background_role, background_root) if backgrounds is not None else None
     specs = _plan(seed, n, bg_files)
-    jobs = [(seed, i, specs[i], tuple(size_range), dicom_fraction, min_conspicuity, edge_share, volume_share, out)
-            for i in range(n)]
+    jobs = [(seed, i, specs[i], options, out) for i in range(n)]
     workers = min(workers or os.cpu_count() or 1, n)
     if workers > 1:
         # spawn, not fork: a forked child can inherit a locked OpenCV/BLAS thread pool and hang.

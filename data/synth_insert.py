@@ -25,6 +25,8 @@ The label: a mass's COCO box is the extent of its own added attenuation at or ab
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -174,14 +176,36 @@ def boost_to_visible(film: np.ndarray, real: RealFilm, patch: np.ndarray, x0: in
     return boost if shortfall(boost) <= 1.0 else None
 
 
+@dataclass(frozen=True)
+class MassOptions:
+    """How masses are drawn into real films. The defaults draw them as calcidet always has.
+
+    Args:
+        min_conspicuity: draw each mass denser until its ``conspicuity`` reaches this (within
+            ``MAX_BOOST``), else leave it out; 0 keeps the ``MIN_CONTRAST`` floor alone.
+        volume_share: share of masses drawn by ``render_mass_volume`` instead of ``render_calcinosis``
+            (each mass then records its ``drawing``).
+    """
+
+    min_conspicuity: float = 0.0
+    volume_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.min_conspicuity < 0:
+            raise ValueError(f"min_conspicuity must be at least 0, got {self.min_conspicuity}")
+        if not 0.0 <= self.volume_share <= 1.0:
+            raise ValueError(f"volume_share must be between 0 and 1, got {self.volume_share}")
+
+
 def _place_masses(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_lesions: int,
-                  delta: np.ndarray, min_conspicuity: float = 0.0, volume_share: float = 0.0,
-                  drawing_rng: np.random.Generator | None = None) -> tuple[list[dict], np.ndarray]:
+                  delta: np.ndarray, options: MassOptions,
+                  drawing_rng: np.random.Generator | None) -> tuple[list[dict], np.ndarray]:
     """Masses into ``delta`` (in place); returns their records and the working-resolution busy mask.
 
-    ``volume_share`` of the masses are drawn by the volume model, chosen with ``drawing_rng`` so that
-    ``rng``'s draws, and the films, stay as they were at share 0.
+    ``options.volume_share`` of the masses are drawn by the volume model, chosen with ``drawing_rng`` so
+    that ``rng``'s draws, and the films, stay as they were at share 0.
     """
+    volume_share = options.volume_share
     an = real.anatomy
     ws, scale = an.spacing, an.spacing / real.spacing
     hw, ww = an.body.shape
@@ -213,7 +237,7 @@ def _place_masses(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_
                             drawing)
         x0 = int(round(centre[0] * scale)) - patch.shape[1] // 2
         y0 = int(round(centre[1] * scale)) - patch.shape[0] // 2
-        boost = boost_to_visible(film, real, patch, x0, y0, min_conspicuity)
+        boost = boost_to_visible(film, real, patch, x0, y0, options.min_conspicuity)
         if boost is None:
             continue
         patch, density = patch * boost, density * boost
@@ -234,7 +258,7 @@ def _place_masses(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_
 
 
 def insert_into_film(rng: np.random.Generator, film: np.ndarray, real: RealFilm, n_lesions: int,
-                     markers: bool = True, min_conspicuity: float = 0.0, volume_share: float = 0.0,
+                     markers: bool = True, options: MassOptions = MassOptions(),
                      drawing_rng: np.random.Generator | None = None) -> tuple[np.ndarray, list[dict], list[dict]]:
     """Insert masses, look-alikes and markers into a real film.
 
@@ -244,21 +268,19 @@ def insert_into_film(rng: np.random.Generator, film: np.ndarray, real: RealFilm,
         real: ``data.synth_real.analyse_film(film, ...)``.
         n_lesions: masses to place (fewer if the film has no room for them).
         markers: burn in side letters, text and rulers (hard negatives).
-        min_conspicuity: draw each mass denser until its ``conspicuity`` reaches this (within
-            ``MAX_BOOST``), else leave it out; 0 keeps the ``MIN_CONTRAST`` floor alone.
-        volume_share: share of masses drawn by ``render_mass_volume`` instead of ``render_calcinosis``
-            (each mass then records its ``drawing``), chosen with ``drawing_rng``.
-        drawing_rng: the generator that picks each mass's drawing (needed when ``volume_share`` > 0).
+        options: how the masses are drawn (``MassOptions``: conspicuity floor, volume-model share).
+        drawing_rng: the generator that picks each mass's drawing model (needed when
+            ``options.volume_share`` > 0), so that ``rng``'s draws stay as they were at share 0.
 
     Returns:
         ``(film, lesions, distractors)``: the new film (float32 0..1); lesions with ``bbox`` (COCO xywh,
         film px), ``pattern``, ``diameter_mm``, ``diameter_frac``, ``density``, ``contrast`` (display
         units), ``conspicuity`` and ``visibility``; distractors with ``kind`` and ``bbox``, never labelled.
     """
-    if volume_share > 0 and drawing_rng is None:
+    if options.volume_share > 0 and drawing_rng is None:
         raise ValueError("volume_share > 0 needs a drawing_rng to pick each mass's drawing")
     delta = np.zeros(film.shape, np.float32)
-    lesions, busy = _place_masses(rng, film, real, n_lesions, delta, min_conspicuity, volume_share, drawing_rng)
+    lesions, busy = _place_masses(rng, film, real, n_lesions, delta, options, drawing_rng)
     # Look-alikes are drawn on the film's grid; blur them as the film is blurred.
     extra = np.zeros(film.shape, np.float32)
     clear = ~cv2.dilate(busy.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)

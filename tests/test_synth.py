@@ -16,7 +16,7 @@ import pydicom
 import pytest
 from pydicom.pixels import apply_modality_lut
 
-from calcidet.data.synth import _plan, make_image, synthesize
+from calcidet.data.synth import FilmOptions, _plan, make_image, synthesize
 from calcidet.data.synth_anatomy import JOINT_WEIGHTS
 from calcidet.data.synth_lesions import PATTERNS, render_calcinosis
 
@@ -116,7 +116,7 @@ def test_dicom_monochrome1_is_stored_inverted(tmp_path: Path) -> None:
         values = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)
         mono1 = ds.PhotometricInterpretation == "MONOCHROME1"
         shown = values.max() - values if mono1 else values
-        film = make_image(3, im["id"] - 1, specs[im["id"] - 1], SMALL["size_range"], 1.0)["film"]
+        film = make_image(3, im["id"] - 1, specs[im["id"] - 1], FilmOptions(SMALL["size_range"], 1.0))["film"]
         # The stored pixels are the film itself, inverted exactly when the header says MONOCHROME1.
         assert np.corrcoef(values.ravel(), film.ravel())[0, 1] < -0.99 if mono1 else \
             np.corrcoef(values.ravel(), film.ravel())[0, 1] > 0.99
@@ -141,7 +141,7 @@ def test_every_joint_renders_a_plausible_film(joint_view: tuple[str, str], size:
     spec = {"patient": 1, "joint": joint, "view": view, "side": "L", "patient_id": "p"}
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no overflow, no NaN on the way
-        item = make_image(4, 7, spec, size, 0.0)
+        item = make_image(4, 7, spec, FilmOptions(size, 0.0))
     film = item["film"]
     assert film.dtype == np.float32 and np.isfinite(film).all() and 0 <= film.min() and film.max() <= 1
     assert max(film.shape) == size[0] if size[0] == size[1] else size[0] <= max(film.shape) <= size[1]

@@ -296,3 +296,12 @@ def test_darker_air_beside_the_air_peak_does_not_turn_soft_tissue_into_air(name:
     # by its 5th percentile, the air's spread took in the soft tissue of the thighs, knees or arm.
     real = analyse_film(read_radiograph(FILMS / name).image, np.random.default_rng(0), joint=joint)
     assert real.anatomy.body.mean() > at_least
+
+
+@pytest.mark.parametrize("bad", [{"volume_share": 1.5}, {"min_conspicuity": -0.1}, {"edge_share": 2.0},
+                                 {"dicom_fraction": -0.5}, {"size_range": (900, 800)}])
+def test_an_option_out_of_range_is_refused_by_name(tmp_path: Path, bad: dict) -> None:
+    # Refused before any film is drawn, with the option named, whichever level it belongs to.
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        synthesize(tmp_path / "out", n=2, seed=1, workers=1, verbose=False, **bad)
+    assert not (tmp_path / "out").exists()
