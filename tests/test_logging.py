@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,3 +125,13 @@ def test_predict_is_not_offered_and_points_to_detect(capsys) -> None:
     assert usage and "{fit,validate,test}" in usage[0]
     assert main(["predict", "--config", DEMO]) == 2
     assert "calcidet detect INPUT..." in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_quietly_with_the_sigpipe_status() -> None:
+    """`calcidet ... | head` closes stdout early: exit 141, as coreutils do, and no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "calcidet.train.cli", "--version"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before calcidet has imported anything, let alone printed
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr

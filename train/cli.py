@@ -140,6 +140,18 @@ def take_verbosity(argv: list[str]) -> tuple[int, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit flush
+        return code
+    except BrokenPipeError:
+        # `calcidet evaluate ... | head`: the reader left early. Files already written are whole;
+        # stdout goes to /dev/null so the exit flush does not raise again and print a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE: what a shell reports for a command whose reader went away
+
+
+def _run(argv: list[str] | None) -> int:
     verbosity, argv = take_verbosity(list(sys.argv[1:] if argv is None else argv))
     setup_logging(verbosity)
     keep_freed_memory()  # CPU training and detection: reuse freed activations instead of faulting them in
